@@ -1,0 +1,815 @@
+//! `tokio_util::codec` implementations: [`FrameCodec`] for frames, [`MessageCodec`]
+//! for whole messages.
+//!
+//! This module owns the per-role rules (masking, §5.1; RSV bits, §5.2), the frame
+//! and message size limits, fragment reassembly (§5.4) and UTF-8 checking of text.
+//! It never does I/O: wrap a transport in [`Framed`](tokio_util::codec::Framed) to get
+//! a `Stream` + `Sink`. It does not answer pings or run the closing handshake either;
+//! [`WebSocket`](crate::WebSocket) does that on top of these codecs.
+//!
+//! Decoding is zero-copy: a frame's payload is unmasked in place in the read buffer
+//! and split off as [`Bytes`]. Payload bytes are unmasked and checked as they
+//! arrive, before the frame is complete, so invalid UTF-8 in a long frame fails the
+//! connection at the first impossible byte.
+//!
+//! ```
+//! use futures::{SinkExt, StreamExt};
+//! use tokio_util::codec::Framed;
+//! use wscodec::{Message, MessageCodec, Role};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), wscodec::Error> {
+//! let (client_io, server_io) = tokio::io::duplex(1024);
+//! let mut client = Framed::new(client_io, MessageCodec::new(Role::Client));
+//! let mut server = Framed::new(server_io, MessageCodec::new(Role::Server));
+//! client.send(Message::text("hi")).await?;
+//! assert_eq!(server.next().await.unwrap()?, Message::text("hi"));
+//! # Ok(())
+//! # }
+//! ```
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio_util::codec::{Decoder, Encoder};
+
+use crate::config::{Limits, Role};
+use crate::error::{CapacityError, Error, ProtocolError};
+use crate::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
+use crate::mask::apply_mask;
+use crate::message::{CloseFrame, Message, Utf8Bytes};
+use crate::utf8::Utf8Validator;
+
+/// One frame, with its payload unmasked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// FIN: the last frame of a message.
+    pub fin: bool,
+    /// RSV1..RSV3 as the low three bits; zero unless an extension uses them.
+    pub rsv: u8,
+    /// The opcode.
+    pub opcode: OpCode,
+    /// The (unmasked) payload.
+    pub payload: Bytes,
+}
+
+impl Frame {
+    /// A final frame (FIN set) with no RSV bits.
+    pub fn new(opcode: OpCode, payload: impl Into<Bytes>) -> Frame {
+        Frame {
+            fin: true,
+            rsv: 0,
+            opcode,
+            payload: payload.into(),
+        }
+    }
+}
+
+/// Hooks that see a frame while it arrives; how [`MessageCodec`] checks message
+/// size and UTF-8 before a frame is complete.
+pub(crate) trait FrameObserver {
+    /// A header passed the frame-level checks.
+    fn on_header(&mut self, header: &FrameHeader) -> Result<(), Error>;
+    /// The next unmasked piece of the payload; together the pieces are the whole
+    /// payload, in order, each byte once.
+    fn on_payload(&mut self, header: &FrameHeader, chunk: &[u8]) -> Result<(), Error>;
+}
+
+impl FrameObserver for () {
+    fn on_header(&mut self, _: &FrameHeader) -> Result<(), Error> {
+        Ok(())
+    }
+    fn on_payload(&mut self, _: &FrameHeader, _: &[u8]) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// The frame whose payload is still arriving.
+#[derive(Debug, Clone, Copy)]
+struct PendingFrame {
+    header: FrameHeader,
+    header_len: usize,
+    /// Payload bytes already unmasked in place and shown to the observer.
+    seen: usize,
+}
+
+/// Decodes and encodes single frames, enforcing the per-role masking rules and the
+/// frame size limit.
+#[derive(Debug, Clone)]
+pub struct FrameCodec {
+    role: Role,
+    max_frame_size: usize,
+    /// RSV bits an extension has claimed; any other set bit fails the connection.
+    allowed_rsv: u8,
+    pending: Option<PendingFrame>,
+}
+
+impl FrameCodec {
+    /// A codec for `role` with the default limits.
+    pub fn new(role: Role) -> Self {
+        Self::with_limits(role, &Limits::default())
+    }
+
+    /// A codec for `role` with `limits.max_frame_size`.
+    pub fn with_limits(role: Role, limits: &Limits) -> Self {
+        FrameCodec {
+            role,
+            max_frame_size: limits.max_frame_size,
+            allowed_rsv: 0,
+            pending: None,
+        }
+    }
+
+    /// The role this codec plays.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    fn check_header(&self, header: &FrameHeader) -> Result<(), Error> {
+        if header.rsv & !self.allowed_rsv != 0 {
+            return Err(ProtocolError::ReservedBitsSet.into());
+        }
+        match (self.role, header.mask.is_some()) {
+            (Role::Server, false) => return Err(ProtocolError::UnmaskedFrameFromClient.into()),
+            (Role::Client, true) => return Err(ProtocolError::MaskedFrameFromServer.into()),
+            _ => {}
+        }
+        if header.payload_len > self.max_frame_size as u64 {
+            return Err(CapacityError::FrameTooLarge {
+                size: header.payload_len,
+                limit: self.max_frame_size,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Decodes one frame from the front of `src`, showing it to `observer` as it
+    /// arrives. Nothing is reserved for a declared payload: the buffer grows only
+    /// with bytes that actually arrive.
+    pub(crate) fn decode_observed<O: FrameObserver>(
+        &mut self,
+        src: &mut BytesMut,
+        observer: &mut O,
+    ) -> Result<Option<Frame>, Error> {
+        let mut pending = match self.pending {
+            Some(pending) => pending,
+            None => {
+                let Some((header, header_len)) = FrameHeader::parse(src)? else {
+                    return Ok(None);
+                };
+                self.check_header(&header)?;
+                observer.on_header(&header)?;
+                PendingFrame {
+                    header,
+                    header_len,
+                    seen: 0,
+                }
+            }
+        };
+        // check_header bounded the length by max_frame_size, a usize.
+        let len = pending.header.payload_len as usize;
+        let start = pending.header_len;
+        let available = (src.len() - start).min(len);
+        if available > pending.seen {
+            let chunk = &mut src[start + pending.seen..start + available];
+            if let Some(key) = pending.header.mask {
+                apply_mask(chunk, key, pending.seen);
+            }
+            observer.on_payload(&pending.header, chunk)?;
+            pending.seen = available;
+        }
+        if available < len {
+            self.pending = Some(pending);
+            return Ok(None);
+        }
+        self.pending = None;
+        src.advance(start);
+        let header = pending.header;
+        Ok(Some(Frame {
+            fin: header.fin,
+            rsv: header.rsv,
+            opcode: header.opcode,
+            payload: src.split_to(len).freeze(),
+        }))
+    }
+
+    /// Lets an extension use RSV bits (`0b100` = RSV1); for extension authors.
+    pub fn set_allowed_rsv(&mut self, rsv: u8) {
+        self.allowed_rsv = rsv & 0x7;
+    }
+}
+
+impl Decoder for FrameCodec {
+    type Item = Frame;
+    type Error = Error;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, Error> {
+        self.decode_observed(src, &mut ())
+    }
+}
+
+impl Encoder<Frame> for FrameCodec {
+    type Error = Error;
+
+    fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> Result<(), Error> {
+        if frame.opcode.is_control() && (!frame.fin || frame.payload.len() > MAX_CONTROL_PAYLOAD) {
+            return Err(ProtocolError::ControlFrameTooLong.into());
+        }
+        encode_frame(
+            self.role,
+            frame.fin,
+            frame.rsv,
+            frame.opcode,
+            &frame.payload,
+            dst,
+        );
+        Ok(())
+    }
+}
+
+/// Appends one frame to `dst`: header, then the payload, masked with a fresh
+/// random key when we are the client (§5.3).
+pub(crate) fn encode_frame(
+    role: Role,
+    fin: bool,
+    rsv: u8,
+    opcode: OpCode,
+    payload: &[u8],
+    dst: &mut BytesMut,
+) {
+    encode_frame_parts(role, fin, rsv, opcode, &[payload], dst);
+}
+
+/// Like [`encode_frame`] for a payload given in pieces (a close code and reason).
+pub(crate) fn encode_frame_parts(
+    role: Role,
+    fin: bool,
+    rsv: u8,
+    opcode: OpCode,
+    parts: &[&[u8]],
+    dst: &mut BytesMut,
+) {
+    let payload_len: usize = parts.iter().map(|p| p.len()).sum();
+    let mask = match role {
+        Role::Client => Some(rand::random::<[u8; 4]>()),
+        Role::Server => None,
+    };
+    let header = FrameHeader {
+        fin,
+        rsv,
+        opcode,
+        mask,
+        payload_len: payload_len as u64,
+    };
+    let mut head = [0u8; MAX_HEADER_LEN];
+    let head_len = header.write(&mut head);
+    dst.reserve(head_len + payload_len);
+    dst.put_slice(&head[..head_len]);
+    let start = dst.len();
+    for part in parts {
+        dst.put_slice(part);
+    }
+    if let Some(key) = mask {
+        apply_mask(&mut dst[start..], key, 0);
+    }
+}
+
+/// Appends `message` to `dst` as one frame. Fails on a control message whose
+/// payload is over 125 bytes (§5.5).
+pub(crate) fn encode_message(
+    role: Role,
+    message: &Message,
+    dst: &mut BytesMut,
+) -> Result<(), Error> {
+    let (opcode, payload): (OpCode, &[u8]) = match message {
+        Message::Text(t) => (OpCode::Text, t.as_bytes()),
+        Message::Binary(b) => (OpCode::Binary, b),
+        Message::Ping(b) => (OpCode::Ping, b),
+        Message::Pong(b) => (OpCode::Pong, b),
+        Message::Close(None) => (OpCode::Close, &[]),
+        Message::Close(Some(close)) => {
+            if 2 + close.reason.len() > MAX_CONTROL_PAYLOAD {
+                return Err(ProtocolError::ControlFrameTooLong.into());
+            }
+            let code = close.code.0.to_be_bytes();
+            encode_frame_parts(
+                role,
+                true,
+                0,
+                OpCode::Close,
+                &[&code, close.reason.as_bytes()],
+                dst,
+            );
+            return Ok(());
+        }
+    };
+    if opcode.is_control() && payload.len() > MAX_CONTROL_PAYLOAD {
+        return Err(ProtocolError::ControlFrameTooLong.into());
+    }
+    encode_frame(role, true, 0, opcode, payload, dst);
+    Ok(())
+}
+
+/// A data message whose fragments are still arriving.
+#[derive(Debug)]
+struct PartialMessage {
+    opcode: OpCode,
+    data: BytesMut,
+}
+
+/// Reassembly state: the message in progress, the UTF-8 validator for text, and
+/// the size limit.
+#[derive(Debug)]
+struct Assembler {
+    max_message_size: usize,
+    partial: Option<PartialMessage>,
+    validator: Utf8Validator,
+    /// Whether the frame now arriving carries text to validate.
+    frame_is_text: bool,
+}
+
+impl Assembler {
+    fn check_size(&self, size: u64) -> Result<(), Error> {
+        if size > self.max_message_size as u64 {
+            return Err(CapacityError::MessageTooLarge {
+                size,
+                limit: self.max_message_size,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Turns a complete frame into a message, or buffers it as a fragment.
+    fn assemble(&mut self, frame: Frame) -> Result<Option<Message>, Error> {
+        let text_done = |validator: &Utf8Validator| {
+            validator
+                .finish()
+                .map_err(|_| Error::from(ProtocolError::InvalidUtf8))
+        };
+        match frame.opcode {
+            OpCode::Ping => Ok(Some(Message::Ping(frame.payload))),
+            OpCode::Pong => Ok(Some(Message::Pong(frame.payload))),
+            OpCode::Close => Ok(Some(Message::Close(CloseFrame::parse(frame.payload)?))),
+            OpCode::Text | OpCode::Binary if frame.fin => {
+                if frame.opcode == OpCode::Text {
+                    text_done(&self.validator)?;
+                    Ok(Some(Message::Text(Utf8Bytes::from_validated(
+                        frame.payload,
+                    ))))
+                } else {
+                    Ok(Some(Message::Binary(frame.payload)))
+                }
+            }
+            OpCode::Text | OpCode::Binary => {
+                self.partial = Some(PartialMessage {
+                    opcode: frame.opcode,
+                    data: BytesMut::from(&frame.payload[..]),
+                });
+                Ok(None)
+            }
+            OpCode::Continuation => {
+                // on_header guarantees a message is in progress.
+                let Some(partial) = self.partial.as_mut() else {
+                    return Err(ProtocolError::UnexpectedContinuation.into());
+                };
+                partial.data.extend_from_slice(&frame.payload);
+                if !frame.fin {
+                    return Ok(None);
+                }
+                let PartialMessage { opcode, data } =
+                    self.partial.take().expect("checked just above");
+                let data = data.freeze();
+                if opcode == OpCode::Text {
+                    text_done(&self.validator)?;
+                    Ok(Some(Message::Text(Utf8Bytes::from_validated(data))))
+                } else {
+                    Ok(Some(Message::Binary(data)))
+                }
+            }
+        }
+    }
+}
+
+impl FrameObserver for Assembler {
+    fn on_header(&mut self, header: &FrameHeader) -> Result<(), Error> {
+        match header.opcode {
+            OpCode::Continuation => {
+                let Some(partial) = &self.partial else {
+                    return Err(ProtocolError::UnexpectedContinuation.into());
+                };
+                self.check_size(partial.data.len() as u64 + header.payload_len)?;
+                self.frame_is_text = partial.opcode == OpCode::Text;
+            }
+            OpCode::Text | OpCode::Binary => {
+                if self.partial.is_some() {
+                    return Err(ProtocolError::ExpectedContinuation.into());
+                }
+                self.check_size(header.payload_len)?;
+                self.frame_is_text = header.opcode == OpCode::Text;
+                if self.frame_is_text {
+                    self.validator = Utf8Validator::new();
+                }
+            }
+            // Control frames may sit between fragments (§5.4) and leave the
+            // message in progress alone.
+            OpCode::Close | OpCode::Ping | OpCode::Pong => self.frame_is_text = false,
+        }
+        Ok(())
+    }
+
+    fn on_payload(&mut self, _: &FrameHeader, chunk: &[u8]) -> Result<(), Error> {
+        if self.frame_is_text {
+            self.validator
+                .feed(chunk)
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        Ok(())
+    }
+}
+
+/// Decodes whole messages (reassembling fragments, validating text) and encodes
+/// each message as one frame.
+#[derive(Debug)]
+pub struct MessageCodec {
+    frames: FrameCodec,
+    assembler: Assembler,
+}
+
+impl MessageCodec {
+    /// A codec for `role` with the default limits.
+    pub fn new(role: Role) -> Self {
+        Self::with_limits(role, &Limits::default())
+    }
+
+    /// A codec for `role` with the given frame and message size limits.
+    pub fn with_limits(role: Role, limits: &Limits) -> Self {
+        MessageCodec {
+            frames: FrameCodec::with_limits(role, limits),
+            assembler: Assembler {
+                max_message_size: limits.max_message_size,
+                partial: None,
+                validator: Utf8Validator::new(),
+                frame_is_text: false,
+            },
+        }
+    }
+
+    /// The role this codec plays.
+    pub fn role(&self) -> Role {
+        self.frames.role
+    }
+}
+
+impl Decoder for MessageCodec {
+    type Item = Message;
+    type Error = Error;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Message>, Error> {
+        loop {
+            let Some(frame) = self.frames.decode_observed(src, &mut self.assembler)? else {
+                return Ok(None);
+            };
+            if let Some(message) = self.assembler.assemble(frame)? {
+                return Ok(Some(message));
+            }
+        }
+    }
+}
+
+impl Encoder<Message> for MessageCodec {
+    type Error = Error;
+
+    fn encode(&mut self, message: Message, dst: &mut BytesMut) -> Result<(), Error> {
+        encode_message(self.frames.role, &message, dst)
+    }
+}
+
+impl Encoder<&Message> for MessageCodec {
+    type Error = Error;
+
+    fn encode(&mut self, message: &Message, dst: &mut BytesMut) -> Result<(), Error> {
+        encode_message(self.frames.role, message, dst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::CloseCode;
+
+    /// A frame as a client would send it (masked) or a server (unmasked).
+    fn wire(role: Role, fin: bool, rsv: u8, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mut head = [0u8; MAX_HEADER_LEN];
+        let mask = (role == Role::Client).then_some([0xA1, 0xB2, 0xC3, 0xD4]);
+        let header = FrameHeader {
+            fin,
+            rsv,
+            opcode: OpCode::from_u8(opcode).unwrap_or(OpCode::Binary),
+            mask,
+            payload_len: payload.len() as u64,
+        };
+        let n = header.write(&mut head);
+        head[0] = (head[0] & 0xF0) | opcode;
+        let mut out = head[..n].to_vec();
+        let start = out.len();
+        out.extend_from_slice(payload);
+        if let Some(key) = mask {
+            apply_mask(&mut out[start..], key, 0);
+        }
+        out
+    }
+
+    fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        wire(Role::Client, fin, 0, opcode, payload)
+    }
+
+    /// Decodes every message from `bytes` fed in pieces of `chunk` bytes.
+    fn decode_chunked(
+        codec: &mut MessageCodec,
+        bytes: &[u8],
+        chunk: usize,
+    ) -> Result<Vec<Message>, Error> {
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for piece in bytes.chunks(chunk.max(1)) {
+            buf.extend_from_slice(piece);
+            while let Some(m) = codec.decode(&mut buf)? {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    fn server_decode(bytes: &[u8]) -> Result<Vec<Message>, Error> {
+        decode_chunked(&mut MessageCodec::new(Role::Server), bytes, bytes.len())
+    }
+
+    fn protocol_error(result: Result<Vec<Message>, Error>) -> ProtocolError {
+        match result {
+            Err(Error::Protocol(e)) => e,
+            other => panic!("expected a protocol error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn decodes_same_messages_whatever_the_chunking() {
+        let mut bytes = Vec::new();
+        bytes.extend(client_frame(true, 1, "héllo".as_bytes()));
+        bytes.extend(client_frame(false, 2, &[1; 200]));
+        bytes.extend(client_frame(true, 9, b"ping"));
+        bytes.extend(client_frame(true, 0, &[2; 70_000]));
+        bytes.extend(client_frame(true, 1, b""));
+        bytes.extend(client_frame(true, 8, b"\x03\xe8bye"));
+        let expected = server_decode(&bytes).unwrap();
+        assert_eq!(expected.len(), 5);
+        for chunk in [1, 2, 3, 7, 13, 125, 4096] {
+            let got = decode_chunked(&mut MessageCodec::new(Role::Server), &bytes, chunk).unwrap();
+            assert_eq!(got, expected, "chunk {chunk}");
+        }
+        let mut binary = vec![1u8; 200];
+        binary.extend_from_slice(&[2; 70_000]);
+        assert_eq!(
+            expected,
+            vec![
+                Message::text("héllo"),
+                Message::Ping(Bytes::from_static(b"ping")),
+                Message::Binary(binary.into()),
+                Message::text(""),
+                Message::close(CloseCode::NORMAL, "bye"),
+            ]
+        );
+    }
+
+    #[test]
+    fn rejects_unmasked_client_frame() {
+        let bytes = wire(Role::Server, true, 0, 1, b"hi");
+        assert_eq!(
+            protocol_error(server_decode(&bytes)),
+            ProtocolError::UnmaskedFrameFromClient
+        );
+    }
+
+    #[test]
+    fn rejects_masked_server_frame() {
+        let bytes = client_frame(true, 2, b"hi");
+        let mut codec = MessageCodec::new(Role::Client);
+        assert_eq!(
+            protocol_error(decode_chunked(&mut codec, &bytes, 100)),
+            ProtocolError::MaskedFrameFromServer
+        );
+    }
+
+    #[test]
+    fn rejects_rsv_bits_without_extension() {
+        for rsv in 1..8 {
+            let bytes = wire(Role::Client, true, rsv, 1, b"hi");
+            assert_eq!(
+                protocol_error(server_decode(&bytes)),
+                ProtocolError::ReservedBitsSet
+            );
+        }
+    }
+
+    #[test]
+    fn accepts_rsv_bits_an_extension_claimed() {
+        let mut codec = FrameCodec::new(Role::Server);
+        codec.set_allowed_rsv(0b100);
+        let mut buf = BytesMut::from(&wire(Role::Client, true, 0b100, 2, b"x")[..]);
+        assert_eq!(codec.decode(&mut buf).unwrap().unwrap().rsv, 0b100);
+    }
+
+    #[test]
+    fn rejects_continuation_without_message_in_progress() {
+        let bytes = client_frame(true, 0, b"x");
+        assert_eq!(
+            protocol_error(server_decode(&bytes)),
+            ProtocolError::UnexpectedContinuation
+        );
+    }
+
+    #[test]
+    fn rejects_new_message_while_fragmented_message_in_progress() {
+        let mut bytes = client_frame(false, 1, b"a");
+        bytes.extend(client_frame(true, 1, b"b"));
+        assert_eq!(
+            protocol_error(server_decode(&bytes)),
+            ProtocolError::ExpectedContinuation
+        );
+    }
+
+    #[test]
+    fn control_frames_interleave_with_fragments() {
+        let mut bytes = client_frame(false, 1, b"frag");
+        bytes.extend(client_frame(true, 9, b"p"));
+        bytes.extend(client_frame(false, 0, b"men"));
+        bytes.extend(client_frame(true, 10, b"q"));
+        bytes.extend(client_frame(true, 0, b"ted"));
+        assert_eq!(
+            server_decode(&bytes).unwrap(),
+            vec![
+                Message::Ping(Bytes::from_static(b"p")),
+                Message::Pong(Bytes::from_static(b"q")),
+                Message::text("fragmented"),
+            ]
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_fails_before_the_frame_is_complete() {
+        // Autobahn 6.4.3: the bad byte arrives, the rest of the frame never does.
+        let mut payload = "κόσμε".as_bytes().to_vec();
+        payload.extend_from_slice(b"\xed\xa0\x80edited");
+        let bytes = client_frame(true, 1, &payload);
+        let cut = 2 + 4 + "κόσμε".len() + 2; // header, mask, valid text, 0xED 0xA0
+        let mut codec = MessageCodec::new(Role::Server);
+        let mut buf = BytesMut::from(&bytes[..cut - 1]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        buf.extend_from_slice(&bytes[cut - 1..cut]);
+        assert!(matches!(
+            codec.decode(&mut buf),
+            Err(Error::Protocol(ProtocolError::InvalidUtf8))
+        ));
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_later_fragment_fails_at_once() {
+        // Autobahn 6.4.1: the first fragment is valid, the second is not, and the
+        // final fragment never arrives.
+        let mut bytes = client_frame(false, 1, "κόσμε".as_bytes());
+        bytes.extend(client_frame(false, 0, b"\xed\xa0\x80"));
+        assert_eq!(
+            protocol_error(server_decode(&bytes)),
+            ProtocolError::InvalidUtf8
+        );
+    }
+
+    #[test]
+    fn code_point_split_across_fragments_is_valid() {
+        let euro = "€".as_bytes();
+        let mut bytes = client_frame(false, 1, &euro[..1]);
+        bytes.extend(client_frame(false, 0, &euro[1..2]));
+        bytes.extend(client_frame(true, 0, &euro[2..]));
+        assert_eq!(server_decode(&bytes).unwrap(), vec![Message::text("€")]);
+    }
+
+    #[test]
+    fn text_ending_inside_a_code_point_is_invalid() {
+        let bytes = client_frame(true, 1, b"a\xe2\x82");
+        assert_eq!(
+            protocol_error(server_decode(&bytes)),
+            ProtocolError::InvalidUtf8
+        );
+    }
+
+    #[test]
+    fn frame_over_limit_fails_on_header_with_1009() {
+        let limits = Limits::default().max_frame_size(100);
+        let mut codec = MessageCodec::with_limits(Role::Server, &limits);
+        // Only the header: the payload was declared, never sent.
+        let mut buf = BytesMut::from(&client_frame(true, 2, &[0; 101])[..8]);
+        let err = codec.decode(&mut buf).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::Capacity(CapacityError::FrameTooLarge {
+                size: 101,
+                limit: 100
+            })
+        ));
+        assert_eq!(err.close_code(), Some(CloseCode::MESSAGE_TOO_BIG));
+    }
+
+    #[test]
+    fn huge_declared_length_allocates_nothing() {
+        let mut header = vec![0x82, 0x80 | 127];
+        header.extend_from_slice(&(1u64 << 40).to_be_bytes());
+        header.extend_from_slice(&[1, 2, 3, 4]);
+        let mut buf = BytesMut::from(&header[..]);
+        let capacity_before = buf.capacity();
+        let err = MessageCodec::new(Role::Server)
+            .decode(&mut buf)
+            .unwrap_err();
+        assert!(matches!(err, Error::Capacity(_)));
+        assert_eq!(buf.capacity(), capacity_before);
+    }
+
+    #[test]
+    fn fragments_over_message_limit_fail_on_the_header_that_crosses_it() {
+        let limits = Limits::default().max_message_size(10);
+        let mut codec = MessageCodec::with_limits(Role::Server, &limits);
+        let mut bytes = client_frame(false, 2, &[0; 6]);
+        bytes.extend(client_frame(true, 0, &[0; 5]));
+        let err = decode_chunked(&mut codec, &bytes, bytes.len()).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::Capacity(CapacityError::MessageTooLarge {
+                size: 11,
+                limit: 10
+            })
+        ));
+    }
+
+    #[test]
+    fn encodes_then_decodes_in_the_other_role() {
+        for len in [0usize, 1, 125, 126, 65535, 65536] {
+            let messages = vec![
+                Message::binary(vec![7u8; len]),
+                Message::text("x".repeat(len)),
+                Message::Ping(Bytes::from(vec![1; len.min(125)])),
+                Message::close(CloseCode(4001), "r"),
+                Message::Close(None),
+            ];
+            for (sender, receiver) in [(Role::Client, Role::Server), (Role::Server, Role::Client)] {
+                let mut enc = MessageCodec::new(sender);
+                let mut buf = BytesMut::new();
+                for m in &messages {
+                    enc.encode(m, &mut buf).unwrap();
+                }
+                let got = decode_chunked(&mut MessageCodec::new(receiver), &buf, 1000).unwrap();
+                assert_eq!(got, messages);
+            }
+        }
+    }
+
+    #[test]
+    fn client_masks_every_frame_with_a_fresh_key() {
+        let mut enc = MessageCodec::new(Role::Client);
+        let mut buf = BytesMut::new();
+        enc.encode(Message::text("a"), &mut buf).unwrap();
+        enc.encode(Message::text("a"), &mut buf).unwrap();
+        let (h1, n1) = FrameHeader::parse(&buf).unwrap().unwrap();
+        let (h2, _) = FrameHeader::parse(&buf[n1 + 1..]).unwrap().unwrap();
+        assert!(h1.mask.is_some() && h2.mask.is_some());
+        // Two random 32-bit keys collide with probability 2^-32.
+        assert_ne!(h1.mask, h2.mask);
+    }
+
+    #[test]
+    fn refuses_to_encode_oversized_control_frames() {
+        let mut enc = MessageCodec::new(Role::Server);
+        let mut buf = BytesMut::new();
+        let err = enc
+            .encode(Message::Ping(vec![0; 126].into()), &mut buf)
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            Error::Protocol(ProtocolError::ControlFrameTooLong)
+        ));
+        let long_reason = "x".repeat(124);
+        assert!(enc
+            .encode(Message::close(CloseCode::NORMAL, long_reason), &mut buf)
+            .is_err());
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn payload_is_split_off_the_read_buffer_without_copying() {
+        let bytes = client_frame(true, 2, &[9; 1000]);
+        let mut buf = BytesMut::from(&bytes[..]);
+        let region = buf.as_ptr() as usize..buf.as_ptr() as usize + buf.len();
+        let frame = FrameCodec::new(Role::Server)
+            .decode(&mut buf)
+            .unwrap()
+            .unwrap();
+        assert!(region.contains(&(frame.payload.as_ptr() as usize)));
+    }
+}

@@ -1,0 +1,283 @@
+//! Errors: one public [`Error`] enum for every layer.
+//!
+//! Each error knows what it means on the wire: a [`ProtocolError`] or a
+//! [`CapacityError`] carries the close code (RFC 6455 §7.4.1) the connection is failed
+//! with, and a [`HandshakeError`] carries the HTTP status that was sent or received.
+
+use std::fmt;
+use std::io;
+
+use crate::message::CloseCode;
+
+/// Everything that can go wrong on a WebSocket connection.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The transport failed.
+    Io(io::Error),
+    /// The peer broke RFC 6455; the connection is failed with
+    /// [`ProtocolError::close_code`].
+    Protocol(ProtocolError),
+    /// The peer sent more than a configured limit allows; the connection is failed
+    /// with 1009 (message too big).
+    Capacity(CapacityError),
+    /// The opening handshake failed.
+    Handshake(HandshakeError),
+    /// The connection is closed (or closing): nothing more can be sent, or the
+    /// stream was polled after it ended.
+    Closed,
+    /// No frame arrived from the peer within the configured idle timeout.
+    IdleTimeout,
+}
+
+impl Error {
+    /// The close code this error fails the connection with, if it is one the peer
+    /// caused.
+    pub fn close_code(&self) -> Option<CloseCode> {
+        match self {
+            Error::Protocol(e) => Some(e.close_code()),
+            Error::Capacity(_) => Some(CloseCode::MESSAGE_TOO_BIG),
+            Error::IdleTimeout => Some(CloseCode::GOING_AWAY),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io(e) => write!(f, "I/O error: {e}"),
+            Error::Protocol(e) => write!(f, "protocol error: {e}"),
+            Error::Capacity(e) => write!(f, "limit exceeded: {e}"),
+            Error::Handshake(e) => write!(f, "handshake failed: {e}"),
+            Error::Closed => f.write_str("the WebSocket connection is closed"),
+            Error::IdleTimeout => f.write_str("no frame arrived within the idle timeout"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(e) => Some(e),
+            Error::Protocol(e) => Some(e),
+            Error::Capacity(e) => Some(e),
+            Error::Handshake(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+impl From<ProtocolError> for Error {
+    fn from(e: ProtocolError) -> Self {
+        Error::Protocol(e)
+    }
+}
+
+impl From<CapacityError> for Error {
+    fn from(e: CapacityError) -> Self {
+        Error::Capacity(e)
+    }
+}
+
+impl From<HandshakeError> for Error {
+    fn from(e: HandshakeError) -> Self {
+        Error::Handshake(e)
+    }
+}
+
+/// A violation of RFC 6455 by the peer (or, when encoding, by the caller).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// An RSV bit is set but no extension that defines it was negotiated (§5.2).
+    ReservedBitsSet,
+    /// The opcode is one of the reserved values 3–7 or 11–15 (§5.2).
+    ReservedOpCode(u8),
+    /// A control frame carries more than 125 bytes (§5.5).
+    ControlFrameTooLong,
+    /// A control frame has FIN clear (§5.5: control frames MUST NOT be fragmented).
+    FragmentedControlFrame,
+    /// A 64-bit payload length has its most significant bit set (§5.2).
+    InvalidPayloadLength,
+    /// A client sent a frame without a mask (§5.1).
+    UnmaskedFrameFromClient,
+    /// A server sent a masked frame (§5.1).
+    MaskedFrameFromServer,
+    /// A continuation frame arrived with no fragmented message in progress (§5.4).
+    UnexpectedContinuation,
+    /// A new text or binary frame arrived while a fragmented message was still
+    /// in progress (§5.4).
+    ExpectedContinuation,
+    /// A text message (or a close reason) is not valid UTF-8 (§8.1).
+    InvalidUtf8,
+    /// A close frame carries a one-byte payload (§5.5.1).
+    InvalidClosePayload,
+    /// A close frame carries a status code that may not be sent on the wire (§7.4).
+    InvalidCloseCode(u16),
+}
+
+impl ProtocolError {
+    /// The close code the connection is failed with (§7.4.1): 1007 for invalid
+    /// UTF-8, 1002 for everything else.
+    pub fn close_code(&self) -> CloseCode {
+        match self {
+            ProtocolError::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            _ => CloseCode::PROTOCOL_ERROR,
+        }
+    }
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolError::ReservedBitsSet => f.write_str("RSV bit set with no extension"),
+            ProtocolError::ReservedOpCode(op) => write!(f, "reserved opcode {op:#x}"),
+            ProtocolError::ControlFrameTooLong => {
+                f.write_str("control frame payload longer than 125 bytes")
+            }
+            ProtocolError::FragmentedControlFrame => f.write_str("fragmented control frame"),
+            ProtocolError::InvalidPayloadLength => {
+                f.write_str("64-bit payload length with the most significant bit set")
+            }
+            ProtocolError::UnmaskedFrameFromClient => f.write_str("unmasked frame from a client"),
+            ProtocolError::MaskedFrameFromServer => f.write_str("masked frame from a server"),
+            ProtocolError::UnexpectedContinuation => {
+                f.write_str("continuation frame with no message in progress")
+            }
+            ProtocolError::ExpectedContinuation => {
+                f.write_str("new data frame while a fragmented message is in progress")
+            }
+            ProtocolError::InvalidUtf8 => f.write_str("invalid UTF-8 in text"),
+            ProtocolError::InvalidClosePayload => f.write_str("close frame with a 1-byte payload"),
+            ProtocolError::InvalidCloseCode(c) => write!(f, "invalid close code {c}"),
+        }
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+/// A configured limit was exceeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CapacityError {
+    /// A frame header declared a payload longer than `max_frame_size`.
+    FrameTooLarge {
+        /// The declared payload length.
+        size: u64,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A message (all its fragments together) would exceed `max_message_size`.
+    MessageTooLarge {
+        /// The size the message would reach.
+        size: u64,
+        /// The configured limit.
+        limit: usize,
+    },
+}
+
+impl fmt::Display for CapacityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CapacityError::FrameTooLarge { size, limit } => {
+                write!(f, "frame of {size} bytes exceeds the limit of {limit}")
+            }
+            CapacityError::MessageTooLarge { size, limit } => {
+                write!(f, "message of {size} bytes exceeds the limit of {limit}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for CapacityError {}
+
+/// Why an opening handshake (RFC 6455 §4) failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HandshakeError {
+    /// The request or response is not valid HTTP/1.1.
+    Malformed(String),
+    /// The request's head exceeded `max_header_bytes`.
+    HeaderTooLarge,
+    /// The request had more than `max_headers` header lines.
+    TooManyHeaders,
+    /// The request method is not GET.
+    MethodNotAllowed,
+    /// The HTTP version is older than 1.1.
+    UnsupportedHttpVersion,
+    /// A required header is missing or has the wrong value; names the header.
+    MissingOrInvalidHeader(&'static str),
+    /// `Sec-WebSocket-Version` is not 13.
+    UnsupportedVersion,
+    /// The server's accept callback rejected the request with this status.
+    Rejected(u16),
+    /// The server's accept callback chose a subprotocol the client did not offer.
+    SubprotocolNotOffered,
+    /// The server answered with a status other than 101.
+    UnexpectedStatus(u16),
+    /// The server's `Sec-WebSocket-Accept` does not match our key.
+    InvalidAccept,
+    /// The server selected a subprotocol or extension that the client did not offer.
+    UnexpectedNegotiation(&'static str),
+    /// The URI is not a valid `ws://` or `wss://` URI.
+    InvalidUri(String),
+    /// The peer closed the connection before the handshake completed.
+    ConnectionClosed,
+    /// The handshake did not complete within the configured timeout.
+    Timeout,
+}
+
+impl HandshakeError {
+    /// The HTTP status of this failure: for a server, the status it answers with;
+    /// for a client, the status it received (0 where no response was involved).
+    pub fn status(&self) -> u16 {
+        match self {
+            HandshakeError::Malformed(_) => 400,
+            HandshakeError::HeaderTooLarge | HandshakeError::TooManyHeaders => 431,
+            HandshakeError::MethodNotAllowed => 405,
+            HandshakeError::UnsupportedHttpVersion => 505,
+            HandshakeError::MissingOrInvalidHeader(_) => 400,
+            HandshakeError::UnsupportedVersion => 426,
+            HandshakeError::Rejected(status) => *status,
+            HandshakeError::SubprotocolNotOffered => 500,
+            HandshakeError::UnexpectedStatus(status) => *status,
+            HandshakeError::InvalidAccept | HandshakeError::UnexpectedNegotiation(_) => 101,
+            HandshakeError::InvalidUri(_)
+            | HandshakeError::ConnectionClosed
+            | HandshakeError::Timeout => 0,
+        }
+    }
+}
+
+impl fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HandshakeError::Malformed(why) => write!(f, "malformed HTTP: {why}"),
+            HandshakeError::HeaderTooLarge => f.write_str("request header too large"),
+            HandshakeError::TooManyHeaders => f.write_str("too many header lines"),
+            HandshakeError::MethodNotAllowed => f.write_str("method is not GET"),
+            HandshakeError::UnsupportedHttpVersion => f.write_str("HTTP version below 1.1"),
+            HandshakeError::MissingOrInvalidHeader(h) => write!(f, "missing or invalid {h}"),
+            HandshakeError::UnsupportedVersion => f.write_str("Sec-WebSocket-Version is not 13"),
+            HandshakeError::Rejected(s) => write!(f, "rejected by the server with status {s}"),
+            HandshakeError::SubprotocolNotOffered => {
+                f.write_str("selected a subprotocol the client did not offer")
+            }
+            HandshakeError::UnexpectedStatus(s) => write!(f, "server answered status {s}"),
+            HandshakeError::InvalidAccept => f.write_str("wrong Sec-WebSocket-Accept"),
+            HandshakeError::UnexpectedNegotiation(h) => write!(f, "{h} that was not offered"),
+            HandshakeError::InvalidUri(why) => write!(f, "invalid URI: {why}"),
+            HandshakeError::ConnectionClosed => f.write_str("connection closed during handshake"),
+            HandshakeError::Timeout => f.write_str("handshake timed out"),
+        }
+    }
+}
+
+impl std::error::Error for HandshakeError {}

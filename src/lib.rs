@@ -1,0 +1,79 @@
+//! # wscodec
+//!
+//! WebSocket (RFC 6455) for tokio: turn any `AsyncRead + AsyncWrite` into a
+//! [`Stream`](futures_core::Stream) of [`Message`]s and a
+//! [`Sink`](futures_sink::Sink) that sends them, as server or client. Strict on
+//! the protocol, bounded on hostile input, and lean per connection.
+//!
+//! ```no_run
+//! use futures::{SinkExt, StreamExt};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), wscodec::Error> {
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:9001").await?;
+//!     loop {
+//!         let (tcp, _) = listener.accept().await?;
+//!         tokio::spawn(async move {
+//!             let mut ws = wscodec::accept(tcp).await?;
+//!             while let Some(message) = ws.next().await {
+//!                 let message = message?;
+//!                 if message.is_control() {
+//!                     continue; // pings and the closing handshake are answered for us
+//!                 }
+//!                 ws.send(message).await?;
+//!             }
+//!             Ok::<_, wscodec::Error>(())
+//!         });
+//!     }
+//! }
+//! ```
+//!
+//! ## Layers
+//!
+//! ```text
+//!  bytes ─▶ frame   parse/write headers (§5.2)         pure, no allocation
+//!           mask    XOR payloads in place (§5.3)       pure
+//!           utf8    incremental validator (§8.1)       pure
+//!        ─▶ codec   FrameCodec, MessageCodec: tokio-util Decoder + Encoder;
+//!                   roles, limits, fragments, UTF-8    sans-IO
+//!           handshake  parse/validate/answer HTTP (§4)  sans-IO + accept/connect
+//!        ─▶ WebSocket<T>  pings, closing handshake, timeouts, backpressure, split
+//! ```
+//!
+//! Use the codecs with [`tokio_util::codec::Framed`] when you want frames or
+//! messages and will handle pings and closing yourself; use [`WebSocket`] for the
+//! whole protocol. Everything below `WebSocket` is sans-IO: it decides from bytes
+//! alone, which is what the fuzzers drive.
+//!
+//! ## Limits
+//!
+//! [`Limits`] bound what a peer can make us buffer (frame and message size,
+//! handshake size and header count), checked against what the peer declares before
+//! anything is allocated. A frame or message over a limit fails the connection with
+//! close code 1009; an oversized handshake gets HTTP 431.
+
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod codec;
+pub mod config;
+pub mod error;
+pub mod frame;
+pub mod handshake;
+pub mod mask;
+pub mod message;
+pub mod utf8;
+mod websocket;
+
+pub use codec::{Frame, FrameCodec, MessageCodec};
+pub use config::{Config, Limits, Role};
+pub use error::{CapacityError, Error, HandshakeError, ProtocolError};
+pub use frame::OpCode;
+pub use handshake::{accept, accept_with, connect, connect_with, ClientRequest};
+pub use message::{CloseCode, CloseFrame, Message, Utf8Bytes};
+pub use websocket::{ReadHalf, WebSocket, WriteHalf};
+
+// README's examples compile and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

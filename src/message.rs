@@ -1,0 +1,357 @@
+//! Messages (RFC 6455 §5.6, §5.5): what the user sends and receives.
+//!
+//! Payloads are [`Bytes`], so a received message is a view into the read buffer and
+//! a message sent to many peers shares one allocation.
+
+use std::fmt;
+use std::ops::Deref;
+
+use bytes::Bytes;
+
+use crate::error::ProtocolError;
+
+/// `Bytes` that are known to hold valid UTF-8: the payload of a text message.
+///
+/// Received text is validated once, as it arrives; reading it as `&str` afterwards
+/// costs nothing.
+///
+/// ```
+/// use wscodec::Utf8Bytes;
+/// let text = Utf8Bytes::from("héllo");
+/// assert_eq!(text.as_str(), "héllo");
+/// assert_eq!(Utf8Bytes::try_from(bytes::Bytes::from_static(b"\xff")).ok(), None);
+/// ```
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Utf8Bytes(Bytes);
+
+impl Utf8Bytes {
+    /// A static string, without copying.
+    pub const fn from_static(s: &'static str) -> Self {
+        Utf8Bytes(Bytes::from_static(s.as_bytes()))
+    }
+
+    /// Wraps bytes the caller has already validated.
+    pub(crate) fn from_validated(bytes: Bytes) -> Self {
+        debug_assert!(std::str::from_utf8(&bytes).is_ok());
+        Utf8Bytes(bytes)
+    }
+
+    /// The text.
+    #[inline]
+    pub fn as_str(&self) -> &str {
+        // SAFETY: every constructor either takes a `str`/`String` or validates the
+        // bytes (`TryFrom<Bytes>`, or the message decoder's incremental validator
+        // before `from_validated`), and `Bytes` is immutable, so the bytes are
+        // valid UTF-8 for the whole life of the value. Re-validating here would
+        // cost a pass over every text message each time it is read.
+        unsafe { std::str::from_utf8_unchecked(&self.0) }
+    }
+
+    /// The underlying bytes.
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.0
+    }
+
+    /// Unwraps the underlying bytes.
+    pub fn into_bytes(self) -> Bytes {
+        self.0
+    }
+}
+
+impl Deref for Utf8Bytes {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Debug for Utf8Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Utf8Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<String> for Utf8Bytes {
+    fn from(s: String) -> Self {
+        Utf8Bytes(Bytes::from(s))
+    }
+}
+
+impl From<&str> for Utf8Bytes {
+    fn from(s: &str) -> Self {
+        Utf8Bytes(Bytes::copy_from_slice(s.as_bytes()))
+    }
+}
+
+impl TryFrom<Bytes> for Utf8Bytes {
+    type Error = std::str::Utf8Error;
+    fn try_from(bytes: Bytes) -> Result<Self, Self::Error> {
+        std::str::from_utf8(&bytes)?;
+        Ok(Utf8Bytes(bytes))
+    }
+}
+
+impl PartialEq<str> for Utf8Bytes {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Utf8Bytes {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// A close status code (RFC 6455 §7.4).
+///
+/// ```
+/// use wscodec::CloseCode;
+/// assert!(CloseCode::NORMAL.is_sendable());
+/// assert!(!CloseCode::NO_STATUS_RECEIVED.is_sendable()); // 1005 is never on the wire
+/// assert!(CloseCode(4000).is_sendable()); // private use
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CloseCode(pub u16);
+
+impl CloseCode {
+    /// 1000: the purpose of the connection has been fulfilled.
+    pub const NORMAL: CloseCode = CloseCode(1000);
+    /// 1001: the endpoint is going away (server shutdown, page navigation).
+    pub const GOING_AWAY: CloseCode = CloseCode(1001);
+    /// 1002: the peer broke the protocol.
+    pub const PROTOCOL_ERROR: CloseCode = CloseCode(1002);
+    /// 1003: a data type the endpoint cannot accept.
+    pub const UNSUPPORTED_DATA: CloseCode = CloseCode(1003);
+    /// 1005: no status code was present (reported locally, never sent).
+    pub const NO_STATUS_RECEIVED: CloseCode = CloseCode(1005);
+    /// 1006: closed without a close frame (reported locally, never sent).
+    pub const ABNORMAL: CloseCode = CloseCode(1006);
+    /// 1007: data inconsistent with the message type, e.g. non-UTF-8 text.
+    pub const INVALID_PAYLOAD: CloseCode = CloseCode(1007);
+    /// 1008: a message violates the endpoint's policy.
+    pub const POLICY_VIOLATION: CloseCode = CloseCode(1008);
+    /// 1009: a message is too big to process.
+    pub const MESSAGE_TOO_BIG: CloseCode = CloseCode(1009);
+    /// 1010: (client) the server did not negotiate a required extension.
+    pub const MANDATORY_EXTENSION: CloseCode = CloseCode(1010);
+    /// 1011: (server) an unexpected condition prevented fulfilling the request.
+    pub const INTERNAL_ERROR: CloseCode = CloseCode(1011);
+    /// 1012: the service is restarting (IANA registry).
+    pub const SERVICE_RESTART: CloseCode = CloseCode(1012);
+    /// 1013: try again later (IANA registry).
+    pub const TRY_AGAIN_LATER: CloseCode = CloseCode(1013);
+    /// 1014: bad gateway (IANA registry).
+    pub const BAD_GATEWAY: CloseCode = CloseCode(1014);
+
+    /// Whether this code may appear in a close frame on the wire (§7.4.1, §7.4.2
+    /// and the IANA registry): 1000–1003, 1007–1014 and 3000–4999. 1004–1006 and
+    /// 1015 are reserved, and the rest of 0–2999 is unassigned; receiving one of
+    /// those fails the connection with 1002.
+    pub fn is_sendable(self) -> bool {
+        matches!(self.0, 1000..=1003 | 1007..=1014 | 3000..=4999)
+    }
+}
+
+impl From<u16> for CloseCode {
+    fn from(code: u16) -> Self {
+        CloseCode(code)
+    }
+}
+
+impl From<CloseCode> for u16 {
+    fn from(code: CloseCode) -> u16 {
+        code.0
+    }
+}
+
+impl fmt::Display for CloseCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// The body of a close frame: a status code and a UTF-8 reason of at most 123
+/// bytes (§5.5.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseFrame {
+    /// Why the connection is closing.
+    pub code: CloseCode,
+    /// A human-readable reason, possibly empty.
+    pub reason: Utf8Bytes,
+}
+
+impl CloseFrame {
+    /// A close frame with a code and a reason.
+    pub fn new(code: CloseCode, reason: impl Into<Utf8Bytes>) -> Self {
+        CloseFrame {
+            code,
+            reason: reason.into(),
+        }
+    }
+
+    /// Parses a received close payload (§5.5.1, §7.4): empty, or a sendable
+    /// 2-byte code followed by UTF-8.
+    pub(crate) fn parse(payload: Bytes) -> Result<Option<CloseFrame>, ProtocolError> {
+        match payload.len() {
+            0 => Ok(None),
+            1 => Err(ProtocolError::InvalidClosePayload),
+            _ => {
+                let code = CloseCode(u16::from_be_bytes([payload[0], payload[1]]));
+                if !code.is_sendable() {
+                    return Err(ProtocolError::InvalidCloseCode(code.0));
+                }
+                let reason = Utf8Bytes::try_from(payload.slice(2..))
+                    .map_err(|_| ProtocolError::InvalidUtf8)?;
+                Ok(Some(CloseFrame { code, reason }))
+            }
+        }
+    }
+}
+
+/// A WebSocket message.
+///
+/// Data messages (`Text`, `Binary`) arrive whole, however the peer fragmented them.
+/// Control messages (`Ping`, `Pong`, `Close`) are handed to the user too; a
+/// [`WebSocket`](crate::WebSocket) also answers pings and close frames by itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A UTF-8 text message.
+    Text(Utf8Bytes),
+    /// A binary message.
+    Binary(Bytes),
+    /// A ping with up to 125 bytes of application data.
+    Ping(Bytes),
+    /// A pong with up to 125 bytes of application data.
+    Pong(Bytes),
+    /// A close frame, with its code and reason if it had any.
+    Close(Option<CloseFrame>),
+}
+
+impl Message {
+    /// A text message.
+    pub fn text(text: impl Into<Utf8Bytes>) -> Message {
+        Message::Text(text.into())
+    }
+
+    /// A binary message.
+    pub fn binary(data: impl Into<Bytes>) -> Message {
+        Message::Binary(data.into())
+    }
+
+    /// A close message with a code and reason.
+    pub fn close(code: CloseCode, reason: impl Into<Utf8Bytes>) -> Message {
+        Message::Close(Some(CloseFrame::new(code, reason)))
+    }
+
+    /// Whether this is a ping, pong or close.
+    pub fn is_control(&self) -> bool {
+        matches!(
+            self,
+            Message::Ping(_) | Message::Pong(_) | Message::Close(_)
+        )
+    }
+
+    /// The payload length in bytes (for a close, the code and reason).
+    pub fn len(&self) -> usize {
+        match self {
+            Message::Text(t) => t.len(),
+            Message::Binary(b) | Message::Ping(b) | Message::Pong(b) => b.len(),
+            Message::Close(None) => 0,
+            Message::Close(Some(c)) => 2 + c.reason.len(),
+        }
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl From<String> for Message {
+    fn from(s: String) -> Self {
+        Message::Text(s.into())
+    }
+}
+
+impl From<&str> for Message {
+    fn from(s: &str) -> Self {
+        Message::Text(s.into())
+    }
+}
+
+impl From<Bytes> for Message {
+    fn from(b: Bytes) -> Self {
+        Message::Binary(b)
+    }
+}
+
+impl From<Vec<u8>> for Message {
+    fn from(b: Vec<u8>) -> Self {
+        Message::Binary(b.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_codes_sendable_match_rfc_and_iana_registry() {
+        for code in [
+            1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014,
+        ] {
+            assert!(CloseCode(code).is_sendable(), "{code}");
+        }
+        for code in [3000, 3999, 4000, 4999] {
+            assert!(CloseCode(code).is_sendable(), "{code}");
+        }
+        // Autobahn 7.9.x's invalid codes, plus the edges.
+        for code in [
+            0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
+        ] {
+            assert!(!CloseCode(code).is_sendable(), "{code}");
+        }
+    }
+
+    #[test]
+    fn parses_empty_close_payload_as_no_status() {
+        assert_eq!(CloseFrame::parse(Bytes::new()), Ok(None));
+    }
+
+    #[test]
+    fn rejects_one_byte_close_payload() {
+        assert_eq!(
+            CloseFrame::parse(Bytes::from_static(&[3])),
+            Err(ProtocolError::InvalidClosePayload)
+        );
+    }
+
+    #[test]
+    fn rejects_close_reason_that_is_not_utf8() {
+        assert_eq!(
+            CloseFrame::parse(Bytes::from_static(b"\x03\xe8\xff")),
+            Err(ProtocolError::InvalidUtf8)
+        );
+    }
+
+    #[test]
+    fn rejects_reserved_close_code() {
+        assert_eq!(
+            CloseFrame::parse(Bytes::from_static(b"\x03\xed")),
+            Err(ProtocolError::InvalidCloseCode(1005))
+        );
+    }
+
+    #[test]
+    fn parses_close_code_and_reason() {
+        let frame = CloseFrame::parse(Bytes::from_static(b"\x0f\xa0bye")).unwrap();
+        assert_eq!(frame, Some(CloseFrame::new(CloseCode(4000), "bye")));
+    }
+}

@@ -1,0 +1,726 @@
+//! [`WebSocket`]: the protocol state machine over an upgraded connection.
+//!
+//! This module owns everything that needs time or both directions at once:
+//! answering pings (§5.5.2), the closing handshake (§7.1), failing the connection
+//! with the right close code (§7.1.7), keepalive and idle timeouts, backpressure,
+//! and splitting into halves for two tasks. Framing and validation are the
+//! codec's; this module never parses bytes itself.
+//!
+//! It does not use `Framed`: it keeps its own read and write buffers so that they
+//! start empty, grow with what actually arrives, and are given back after a burst
+//! (a `Framed` allocates 8 KiB each way up front).
+//!
+//! # Life of a connection
+//!
+//! ```text
+//!            peer's Close / our error / idle timeout
+//!   Open ─────────────────────────────────────────────▶ Closing ──▶ Done
+//!   (close_sent once we sent Close: data may still arrive)   │
+//!                                                            │ flush our Close,
+//!                                                            │ FIN (server, or on error),
+//!                                                            │ read to EOF (bounded by
+//!                                                            │ close_timeout), then yield
+//!                                                            ▼ the Close or the error
+//! ```
+//!
+//! Reading to EOF before dropping the socket matters: closing a TCP socket with
+//! unread bytes makes the kernel send RST, which can destroy our close frame
+//! before the peer reads it.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{ready, Context, Poll, Wake, Waker};
+
+use bytes::{Buf, BytesMut};
+use futures_core::Stream;
+use futures_sink::Sink;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{sleep, Instant, Sleep};
+use tokio_util::codec::Decoder;
+
+use crate::codec::{encode_message, MessageCodec};
+use crate::config::{Config, Role};
+use crate::error::{Error, ProtocolError};
+use crate::frame::MAX_CONTROL_PAYLOAD;
+use crate::message::{CloseCode, CloseFrame, Message, Utf8Bytes};
+
+/// The first read reserves this much; the buffer grows with what arrives.
+const READ_CHUNK: usize = 4096;
+/// An empty buffer larger than this is given back to the allocator after a burst.
+const SHRINK_ABOVE: usize = 64 << 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Messages flow (and keep flowing in after we sent Close, until the peer's).
+    Open,
+    /// The closing handshake is done or the connection failed: flush, FIN, read
+    /// to EOF, then yield `final_item`.
+    Closing,
+    /// The stream has ended.
+    Done,
+}
+
+/// Which half is polling: decides whose waker a write registers.
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    Read,
+    Write,
+}
+
+/// When split, both halves may wait for the socket to become writable (the
+/// reader to send a pong, the writer its data), but a socket keeps one waker per
+/// direction. Writes register this instead, which wakes both, so neither half
+/// loses its wake-up (the failure tokio-websockets #92 and #106 describe).
+#[derive(Debug, Default)]
+struct WriteWakers {
+    reader: Mutex<Option<Waker>>,
+    writer: Mutex<Option<Waker>>,
+}
+
+impl WriteWakers {
+    fn slot(&self, side: Side) -> MutexGuard<'_, Option<Waker>> {
+        let slot = match side {
+            Side::Read => &self.reader,
+            Side::Write => &self.writer,
+        };
+        slot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn register(&self, side: Side, waker: &Waker) {
+        let mut slot = self.slot(side);
+        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
+    }
+}
+
+impl Wake for WriteWakers {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        for side in [Side::Read, Side::Write] {
+            if let Some(w) = self.slot(side).take() {
+                w.wake();
+            }
+        }
+    }
+}
+
+/// A WebSocket connection over `T`: a [`Stream`] of received [`Message`]s and a
+/// [`Sink`] of messages to send.
+///
+/// It answers pings by itself, runs the closing handshake in both directions,
+/// and fails the connection with the right close code when the peer breaks the
+/// protocol. The stream ends (`None`) once the connection is closed; the last
+/// item before that is the peer's `Close` message or the error that failed the
+/// connection.
+///
+/// # Batching
+///
+/// Sending only appends to a write buffer; the buffer goes to the socket on
+/// `poll_flush` (which `SinkExt::send` calls), when it exceeds
+/// [`Config::write_buffer_limit`], and whenever the stream is about to wait for
+/// input. `StreamExt::forward` and `SinkExt::feed` followed by one `flush` send
+/// many messages in one write.
+///
+/// # Runtime
+///
+/// The close timeout, keepalive and idle timeout use tokio's timers: run it in
+/// a runtime with time enabled (`#[tokio::main]` is).
+///
+/// # Example
+///
+/// ```
+/// use futures::{SinkExt, StreamExt};
+/// use wscodec::{Config, Message, Role, WebSocket};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), wscodec::Error> {
+/// let (a, b) = tokio::io::duplex(4096);
+/// let mut client = WebSocket::from_upgraded(a, Role::Client, Config::default());
+/// let mut server = WebSocket::from_upgraded(b, Role::Server, Config::default());
+/// client.send(Message::text("ping?")).await?;
+/// let got = server.next().await.unwrap()?;
+/// server.send(got).await?;
+/// assert_eq!(client.next().await.unwrap()?, Message::text("ping?"));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct WebSocket<T> {
+    io: T,
+    role: Role,
+    codec: MessageCodec,
+    config: Config,
+    read_buf: BytesMut,
+    write_buf: BytesMut,
+    phase: Phase,
+    /// We queued a Close frame: no more messages may be sent.
+    close_sent: bool,
+    /// Whether we sent FIN.
+    shut_down: bool,
+    /// What the stream yields when Closing completes.
+    final_item: Option<Result<Message, Error>>,
+    close_timer: Option<Pin<Box<Sleep>>>,
+    keepalive_timer: Option<Pin<Box<Sleep>>>,
+    idle_timer: Option<Pin<Box<Sleep>>>,
+    /// Present once split; see [`WriteWakers`].
+    wakers: Option<Arc<WriteWakers>>,
+}
+
+impl<T> WebSocket<T> {
+    /// Wraps a connection that has already completed the opening handshake (a
+    /// hyper or axum upgrade, say), playing `role`.
+    pub fn from_upgraded(io: T, role: Role, config: Config) -> Self {
+        Self::from_parts(io, role, config, BytesMut::new())
+    }
+
+    /// Like [`WebSocket::from_upgraded`], with bytes already read from `io` past
+    /// the handshake (pipelined frames), which are decoded first.
+    pub fn from_parts(io: T, role: Role, config: Config, read_buf: BytesMut) -> Self {
+        let timer = |d: Option<std::time::Duration>| d.map(|d| Box::pin(sleep(d)));
+        WebSocket {
+            codec: MessageCodec::with_limits(role, &config.limits),
+            keepalive_timer: timer(config.keepalive_interval),
+            idle_timer: timer(config.idle_timeout),
+            io,
+            role,
+            config,
+            read_buf,
+            write_buf: BytesMut::new(),
+            phase: Phase::Open,
+            close_sent: false,
+            shut_down: false,
+            final_item: None,
+            close_timer: None,
+            wakers: None,
+        }
+    }
+
+    /// The role this side plays.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The underlying transport.
+    pub fn get_ref(&self) -> &T {
+        &self.io
+    }
+
+    /// The underlying transport, mutably. Reading or writing it directly
+    /// corrupts the WebSocket stream.
+    pub fn get_mut(&mut self) -> &mut T {
+        &mut self.io
+    }
+
+    /// Bytes queued for sending and not yet written to the transport.
+    pub fn pending_write_bytes(&self) -> usize {
+        self.write_buf.len()
+    }
+
+    /// Whether the stream has ended.
+    pub fn is_terminated(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    fn queue(&mut self, message: &Message) -> Result<(), Error> {
+        encode_message(self.role, message, &mut self.write_buf)
+    }
+
+    /// Queues our Close frame (once) and starts the close timer.
+    fn queue_close(&mut self, frame: Option<CloseFrame>) {
+        if self.close_sent {
+            return;
+        }
+        // A frame that cannot be encoded (reason too long) was rejected before.
+        let _ = self.queue(&Message::Close(frame));
+        self.close_sent = true;
+        self.start_close_timer();
+    }
+
+    fn start_close_timer(&mut self) {
+        if self.close_timer.is_none() {
+            self.close_timer = Some(Box::pin(sleep(self.config.close_timeout)));
+        }
+    }
+
+    /// Fails the connection: queue a Close with the error's code, then close.
+    fn fail(&mut self, error: Error) {
+        match error.close_code() {
+            Some(code) => {
+                let reason = truncate_reason(error.to_string());
+                self.queue_close(Some(CloseFrame::new(code, reason)));
+                self.enter_closing(Err(error));
+            }
+            // An I/O error: the transport is gone, nothing more to say on it.
+            None => {
+                self.final_item = Some(Err(error));
+                self.phase = Phase::Done;
+                self.wake_writer();
+            }
+        }
+    }
+
+    fn enter_closing(&mut self, item: Result<Message, Error>) {
+        self.final_item = Some(item);
+        self.phase = Phase::Closing;
+        self.start_close_timer();
+        self.wake_writer();
+    }
+
+    /// A sender blocked in `poll_ready` learns that the connection is closing.
+    fn wake_writer(&self) {
+        if let Some(wakers) = &self.wakers {
+            if let Some(w) = wakers.slot(Side::Write).take() {
+                w.wake();
+            }
+        }
+    }
+
+    fn received_activity(&mut self) {
+        let now = Instant::now();
+        if let (Some(t), Some(d)) = (&mut self.keepalive_timer, self.config.keepalive_interval) {
+            t.as_mut().reset(now + d);
+        }
+        if let (Some(t), Some(d)) = (&mut self.idle_timer, self.config.idle_timeout) {
+            t.as_mut().reset(now + d);
+        }
+    }
+}
+
+fn truncate_reason(mut reason: String) -> String {
+    let max = MAX_CONTROL_PAYLOAD - 2;
+    if reason.len() > max {
+        let mut cut = max;
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        reason.truncate(cut);
+    }
+    reason
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> WebSocket<T> {
+    /// Writes queued bytes until at most `limit` remain. `Pending` means more
+    /// than `limit` remain and the transport is not writable yet.
+    fn poll_write_down_to(
+        &mut self,
+        cx: &mut Context<'_>,
+        side: Side,
+        limit: usize,
+    ) -> Poll<io::Result<()>> {
+        while self.write_buf.len() > limit {
+            let n = match &self.wakers {
+                None => ready!(Pin::new(&mut self.io).poll_write(cx, &self.write_buf))?,
+                Some(wakers) => {
+                    wakers.register(side, cx.waker());
+                    let waker = Waker::from(wakers.clone());
+                    let mut shared_cx = Context::from_waker(&waker);
+                    ready!(Pin::new(&mut self.io).poll_write(&mut shared_cx, &self.write_buf))?
+                }
+            };
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.write_buf.advance(n);
+        }
+        if self.write_buf.is_empty() && self.write_buf.capacity() > SHRINK_ABOVE {
+            self.write_buf = BytesMut::new();
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Writes everything queued and flushes the transport.
+    fn poll_write_all(&mut self, cx: &mut Context<'_>, side: Side) -> Poll<io::Result<()>> {
+        ready!(self.poll_write_down_to(cx, side, 0))?;
+        match &self.wakers {
+            None => Pin::new(&mut self.io).poll_flush(cx),
+            Some(wakers) => {
+                wakers.register(side, cx.waker());
+                let waker = Waker::from(wakers.clone());
+                Pin::new(&mut self.io).poll_flush(&mut Context::from_waker(&waker))
+            }
+        }
+    }
+
+    /// Reads more bytes into the read buffer; `Ok(0)` is EOF.
+    fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.read_buf.capacity() == self.read_buf.len() {
+            // Grow with what is buffered (amortised doubling), never by what a
+            // header merely declares.
+            let grow = self.read_buf.len().clamp(READ_CHUNK, 1 << 20);
+            self.read_buf.reserve(grow);
+        }
+        let n = ready!(tokio_util::io::poll_read_buf(
+            Pin::new(&mut self.io),
+            cx,
+            &mut self.read_buf
+        ))?;
+        Poll::Ready(Ok(n))
+    }
+
+    /// Fires the keepalive, idle and close timers that are due.
+    fn poll_timers(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some(t) = &mut self.close_timer {
+            if t.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+        }
+        if self.phase == Phase::Open {
+            if let Some(t) = &mut self.idle_timer {
+                if t.as_mut().poll(cx).is_ready() {
+                    self.idle_timer = None;
+                    self.fail(Error::IdleTimeout);
+                    return Poll::Pending;
+                }
+            }
+            if let (Some(t), Some(d)) = (&mut self.keepalive_timer, self.config.keepalive_interval)
+            {
+                if t.as_mut().poll(cx).is_ready() {
+                    t.as_mut().reset(Instant::now() + d);
+                    let _ = t.as_mut().poll(cx);
+                    if !self.close_sent {
+                        let _ = self.queue(&Message::Ping(Default::default()));
+                    }
+                }
+            }
+        }
+        Poll::Pending
+    }
+
+    fn poll_next_open(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+        loop {
+            match self.codec.decode(&mut self.read_buf) {
+                Ok(Some(message)) => {
+                    self.received_activity();
+                    match message {
+                        Message::Ping(payload) => {
+                            // §5.5.2: answer with the same application data, unless
+                            // we already said Close. The pong goes out with the next
+                            // flush, or before the stream next waits for input.
+                            if !self.close_sent {
+                                // The decoder bounds a ping to 125 bytes, so this fits.
+                                let _ = self.queue(&Message::Pong(payload.clone()));
+                            }
+                            return Poll::Ready(Some(Ok(Message::Ping(payload))));
+                        }
+                        Message::Close(frame) => {
+                            // §5.5.1: reply with a Close echoing the status code.
+                            let reply = frame
+                                .as_ref()
+                                .map(|f| CloseFrame::new(f.code, Utf8Bytes::default()));
+                            self.queue_close(reply);
+                            self.enter_closing(Ok(Message::Close(frame)));
+                            return Poll::Pending;
+                        }
+                        other => return Poll::Ready(Some(Ok(other))),
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.fail(e);
+                    return Poll::Pending;
+                }
+            }
+            if self.read_buf.is_empty() && self.read_buf.capacity() > SHRINK_ABOVE {
+                self.read_buf = BytesMut::new();
+            }
+            if self.poll_timers(cx).is_ready() {
+                // Our Close went unanswered for close_timeout.
+                self.phase = Phase::Done;
+                return Poll::Ready(None);
+            }
+            if self.phase != Phase::Open {
+                return Poll::Pending;
+            }
+            // Send what is queued (pongs, keepalive pings, unflushed data) before
+            // waiting for input; while too much is queued, stop reading, so a peer
+            // that pings without reading our pongs cannot grow our buffer.
+            match self.poll_write_all(cx, Side::Read) {
+                Poll::Ready(Err(e)) => {
+                    self.fail(e.into());
+                    return Poll::Pending;
+                }
+                Poll::Pending if self.write_buf.len() > self.config.write_buffer_limit => {
+                    return Poll::Pending;
+                }
+                _ => {}
+            }
+            match self.poll_read_more(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) => {
+                    self.phase = Phase::Done;
+                    self.wake_writer();
+                    if self.close_sent {
+                        return Poll::Ready(None);
+                    }
+                    let eof = io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the peer closed the connection without a close frame",
+                    );
+                    return Poll::Ready(Some(Err(eof.into())));
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => {
+                    self.fail(e.into());
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
+    /// Closing: flush our Close, send FIN where it is ours to send first, read to
+    /// EOF, all bounded by the close timer.
+    fn poll_closing(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let timed_out = self.poll_timers(cx).is_ready();
+        if timed_out {
+            return Poll::Ready(());
+        }
+        match ready!(self.poll_write_all(cx, Side::Read)) {
+            Ok(()) => {}
+            Err(_) => return Poll::Ready(()),
+        }
+        // §7.1.1: the server closes the TCP connection first; a client waits for
+        // it, unless it is failing the connection.
+        let failing = matches!(self.final_item, Some(Err(_)));
+        if !self.shut_down && (self.role == Role::Server || failing) {
+            if ready!(Pin::new(&mut self.io).poll_shutdown(cx)).is_err() {
+                return Poll::Ready(());
+            }
+            self.shut_down = true;
+        }
+        loop {
+            self.read_buf.clear();
+            match ready!(self.poll_read_more(cx)) {
+                Ok(0) | Err(_) => return Poll::Ready(()),
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<T> {
+    type Item = Result<Message, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        this.poll_next_side(cx)
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> WebSocket<T> {
+    fn poll_next_side(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+        loop {
+            match self.phase {
+                Phase::Open => match self.poll_next_open(cx) {
+                    Poll::Pending if self.phase != Phase::Open => continue,
+                    other => return other,
+                },
+                Phase::Closing => {
+                    ready!(self.poll_closing(cx));
+                    self.phase = Phase::Done;
+                    self.read_buf = BytesMut::new();
+                    self.write_buf = BytesMut::new();
+                    self.wake_writer();
+                }
+                Phase::Done => return Poll::Ready(self.final_item.take()),
+            }
+        }
+    }
+
+    fn poll_ready_side(&mut self, cx: &mut Context<'_>, side: Side) -> Poll<Result<(), Error>> {
+        if self.close_sent || self.phase != Phase::Open {
+            return Poll::Ready(Err(Error::Closed));
+        }
+        let limit = self.config.write_buffer_limit;
+        ready!(self.poll_write_down_to(cx, side, limit))?;
+        Poll::Ready(Ok(()))
+    }
+
+    fn start_send_side(&mut self, message: Message) -> Result<(), Error> {
+        if self.close_sent || self.phase != Phase::Open {
+            // A second Close (an echo loop sending back the peer's Close, say) is
+            // a no-op; anything else is too late.
+            return match message {
+                Message::Close(_) => Ok(()),
+                _ => Err(Error::Closed),
+            };
+        }
+        if let Message::Close(Some(frame)) = &message {
+            if !frame.code.is_sendable() {
+                return Err(ProtocolError::InvalidCloseCode(frame.code.0).into());
+            }
+        }
+        self.queue(&message)?;
+        if message_is_close(&message) {
+            self.close_sent = true;
+            self.start_close_timer();
+        }
+        Ok(())
+    }
+
+    fn poll_flush_side(&mut self, cx: &mut Context<'_>, side: Side) -> Poll<Result<(), Error>> {
+        if self.phase == Phase::Done {
+            // Whatever was queued went out while closing, or cannot any more.
+            return Poll::Ready(Ok(()));
+        }
+        ready!(self.poll_write_all(cx, side))?;
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close_side(&mut self, cx: &mut Context<'_>, side: Side) -> Poll<Result<(), Error>> {
+        if self.phase == Phase::Open {
+            self.queue_close(Some(CloseFrame::new(CloseCode::NORMAL, "")));
+        }
+        self.poll_flush_side(cx, side)
+    }
+}
+
+fn message_is_close(message: &Message) -> bool {
+    matches!(message, Message::Close(_))
+}
+
+/// Sending: see the type's docs on batching. `poll_close` sends a Close (1000)
+/// and flushes; keep reading the stream until it ends to complete the closing
+/// handshake.
+impl<T: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<T> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().poll_ready_side(cx, Side::Write)
+    }
+
+    fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
+        self.get_mut().start_send_side(message)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().poll_flush_side(cx, Side::Write)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().poll_close_side(cx, Side::Write)
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> WebSocket<T> {
+    /// Splits into a reading and a writing half that two tasks can use at once.
+    /// Each half locks the connection only while it is being polled.
+    ///
+    /// ```
+    /// use futures::{SinkExt, StreamExt};
+    /// use wscodec::{Config, Message, Role, WebSocket};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), wscodec::Error> {
+    /// let (a, b) = tokio::io::duplex(4096);
+    /// let (mut tx, mut rx) = WebSocket::from_upgraded(a, Role::Client, Config::default()).split();
+    /// let mut server = WebSocket::from_upgraded(b, Role::Server, Config::default());
+    /// let writer = tokio::spawn(async move { tx.send(Message::text("from a task")).await });
+    /// let echo = server.next().await.unwrap()?;
+    /// server.send(echo).await?;
+    /// writer.await.unwrap()?;
+    /// assert_eq!(rx.next().await.unwrap()?, Message::text("from a task"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn split(mut self) -> (WriteHalf<T>, ReadHalf<T>) {
+        self.wakers = Some(Arc::default());
+        let shared = Arc::new(Mutex::new(self));
+        (
+            WriteHalf {
+                shared: shared.clone(),
+            },
+            ReadHalf { shared },
+        )
+    }
+}
+
+fn lock<T>(shared: &Mutex<WebSocket<T>>) -> MutexGuard<'_, WebSocket<T>> {
+    // The lock is held only inside a poll; a panic there leaves the state as
+    // consistent as any other interrupted poll.
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The receiving half of a split [`WebSocket`]: a [`Stream`] of messages. It also
+/// answers pings and completes the closing handshake, so keep polling it.
+#[derive(Debug)]
+pub struct ReadHalf<T> {
+    shared: Arc<Mutex<WebSocket<T>>>,
+}
+
+/// The sending half of a split [`WebSocket`]: a [`Sink`] of messages.
+#[derive(Debug)]
+pub struct WriteHalf<T> {
+    shared: Arc<Mutex<WebSocket<T>>>,
+}
+
+impl<T> ReadHalf<T> {
+    /// Puts the halves back together; gives them back if they are not a pair.
+    pub fn reunite(self, other: WriteHalf<T>) -> Result<WebSocket<T>, (ReadHalf<T>, WriteHalf<T>)> {
+        if !Arc::ptr_eq(&self.shared, &other.shared) {
+            return Err((self, other));
+        }
+        drop(other);
+        let mutex = Arc::into_inner(self.shared).expect("both halves were given");
+        let mut ws = mutex.into_inner().unwrap_or_else(|e| e.into_inner());
+        ws.wakers = None;
+        Ok(ws)
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Stream for ReadHalf<T> {
+    type Item = Result<Message, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        lock(&self.shared).poll_next_side(cx)
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WriteHalf<T> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let mut ws = lock(&self.shared);
+        let result = ws.poll_ready_side(cx, Side::Write);
+        if result.is_pending() {
+            // Also woken when the reader moves the connection to closing.
+            if let Some(w) = &ws.wakers {
+                w.register(Side::Write, cx.waker());
+            }
+        }
+        result
+    }
+
+    fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
+        lock(&self.shared).start_send_side(message)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        lock(&self.shared).poll_flush_side(cx, Side::Write)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        lock(&self.shared).poll_close_side(cx, Side::Write)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_reason_is_cut_at_a_char_boundary_within_123_bytes() {
+        let reason = truncate_reason("é".repeat(100));
+        assert!(reason.len() <= 123);
+        assert_eq!(reason.len() % 2, 0);
+    }
+}
