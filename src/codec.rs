@@ -273,11 +273,14 @@ pub(crate) fn encode_frame_parts(
     }
 }
 
-/// Appends `message` to `dst` as one frame. Fails on a control message whose
-/// payload is over 125 bytes (§5.5).
+/// Appends `message` to `dst`: a control message as one frame, a data message
+/// as frames of at most `fragment_size` payload bytes (§5.4). Fails on a control
+/// message whose payload is over 125 bytes (§5.5) or a close code that may not be
+/// sent (§7.4).
 pub(crate) fn encode_message(
     role: Role,
     message: &Message,
+    fragment_size: usize,
     dst: &mut BytesMut,
 ) -> Result<(), Error> {
     let (opcode, payload): (OpCode, &[u8]) = match message {
@@ -289,6 +292,9 @@ pub(crate) fn encode_message(
         Message::Close(Some(close)) => {
             if 2 + close.reason.len() > MAX_CONTROL_PAYLOAD {
                 return Err(ProtocolError::ControlFrameTooLong.into());
+            }
+            if !close.code.is_sendable() {
+                return Err(ProtocolError::InvalidCloseCode(close.code.0).into());
             }
             let code = close.code.0.to_be_bytes();
             encode_frame_parts(
@@ -302,10 +308,23 @@ pub(crate) fn encode_message(
             return Ok(());
         }
     };
-    if opcode.is_control() && payload.len() > MAX_CONTROL_PAYLOAD {
-        return Err(ProtocolError::ControlFrameTooLong.into());
+    if opcode.is_control() {
+        if payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(ProtocolError::ControlFrameTooLong.into());
+        }
+        encode_frame(role, true, 0, opcode, payload, dst);
+        return Ok(());
     }
-    encode_frame(role, true, 0, opcode, payload, dst);
+    let mut pieces = payload.chunks(fragment_size.max(1)).peekable();
+    if pieces.peek().is_none() {
+        encode_frame(role, true, 0, opcode, &[], dst);
+    }
+    let mut first = true;
+    while let Some(piece) = pieces.next() {
+        let op = if first { opcode } else { OpCode::Continuation };
+        encode_frame(role, pieces.peek().is_none(), 0, op, piece, dst);
+        first = false;
+    }
     Ok(())
 }
 
@@ -433,6 +452,7 @@ impl FrameObserver for Assembler {
 pub struct MessageCodec {
     frames: FrameCodec,
     assembler: Assembler,
+    fragment_size: usize,
 }
 
 impl MessageCodec {
@@ -451,7 +471,14 @@ impl MessageCodec {
                 validator: Utf8Validator::new(),
                 frame_is_text: false,
             },
+            fragment_size: usize::MAX,
         }
+    }
+
+    /// Sends data messages longer than `bytes` as several frames of at most
+    /// `bytes` payload each. Default: one frame per message.
+    pub fn set_fragment_size(&mut self, bytes: usize) {
+        self.fragment_size = bytes.max(1);
     }
 
     /// The role this codec plays.
@@ -480,7 +507,7 @@ impl Encoder<Message> for MessageCodec {
     type Error = Error;
 
     fn encode(&mut self, message: Message, dst: &mut BytesMut) -> Result<(), Error> {
-        encode_message(self.frames.role, &message, dst)
+        encode_message(self.frames.role, &message, self.fragment_size, dst)
     }
 }
 
@@ -488,7 +515,7 @@ impl Encoder<&Message> for MessageCodec {
     type Error = Error;
 
     fn encode(&mut self, message: &Message, dst: &mut BytesMut) -> Result<(), Error> {
-        encode_message(self.frames.role, message, dst)
+        encode_message(self.frames.role, message, self.fragment_size, dst)
     }
 }
 
@@ -799,6 +826,35 @@ mod tests {
             .encode(Message::close(CloseCode::NORMAL, long_reason), &mut buf)
             .is_err());
         assert!(buf.is_empty());
+        assert!(enc
+            .encode(Message::close(CloseCode(1005), ""), &mut buf)
+            .is_err());
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn fragments_outgoing_messages_at_the_fragment_size() {
+        let mut enc = MessageCodec::new(Role::Client);
+        enc.set_fragment_size(4);
+        let mut buf = BytesMut::new();
+        enc.encode(Message::text("héllo wörld"), &mut buf).unwrap();
+        enc.encode(Message::binary(Vec::new()), &mut buf).unwrap();
+        let mut frames = Vec::new();
+        let mut codec = FrameCodec::new(Role::Server);
+        while let Some(f) = codec.decode(&mut buf).unwrap() {
+            frames.push((f.opcode, f.fin, f.payload.len()));
+        }
+        use OpCode::*;
+        assert_eq!(
+            frames,
+            [
+                (Text, false, 4),
+                (Continuation, false, 4),
+                (Continuation, false, 4),
+                (Continuation, true, 1),
+                (Binary, true, 0)
+            ]
+        );
     }
 
     #[test]

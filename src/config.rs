@@ -104,6 +104,9 @@ pub struct Config {
     pub handshake_timeout: Option<Duration>,
     /// Send a ping after this long without receiving anything. Default off.
     pub keepalive_interval: Option<Duration>,
+    /// Send data messages longer than this as several frames of at most this many
+    /// payload bytes (§5.4). Default off: one frame per message.
+    pub fragment_size: Option<usize>,
     /// Fail the connection with [`Error::IdleTimeout`](crate::Error::IdleTimeout)
     /// (and close code 1001) after this long without receiving anything. Default off.
     pub idle_timeout: Option<Duration>,
@@ -117,6 +120,7 @@ impl Default for Config {
             close_timeout: Duration::from_secs(10),
             handshake_timeout: Some(Duration::from_secs(10)),
             keepalive_interval: None,
+            fragment_size: None,
             idle_timeout: None,
         }
     }
@@ -150,6 +154,12 @@ impl Config {
     /// Sets [`Config::keepalive_interval`].
     pub fn keepalive_interval(mut self, interval: Option<Duration>) -> Self {
         self.keepalive_interval = interval;
+        self
+    }
+
+    /// Sets [`Config::fragment_size`].
+    pub fn fragment_size(mut self, bytes: Option<usize>) -> Self {
+        self.fragment_size = bytes;
         self
     }
 

@@ -42,7 +42,7 @@ use tokio_util::codec::Decoder;
 
 use crate::codec::{encode_message, MessageCodec};
 use crate::config::{Config, Role};
-use crate::error::{Error, ProtocolError};
+use crate::error::Error;
 use crate::frame::MAX_CONTROL_PAYLOAD;
 use crate::message::{CloseCode, CloseFrame, Message, Utf8Bytes};
 
@@ -233,7 +233,8 @@ impl<T> WebSocket<T> {
     }
 
     fn queue(&mut self, message: &Message) -> Result<(), Error> {
-        encode_message(self.role, message, &mut self.write_buf)
+        let fragment_size = self.config.fragment_size.unwrap_or(usize::MAX);
+        encode_message(self.role, message, fragment_size, &mut self.write_buf)
     }
 
     /// Queues our Close frame (once) and starts the close timer.
@@ -501,10 +502,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WebSocket<T> {
         loop {
             self.read_buf.clear();
             match ready!(self.poll_read_more(cx)) {
-                Ok(0) | Err(_) => return Poll::Ready(()),
+                Ok(0) => break,
+                Err(_) => return Poll::Ready(()),
                 Ok(_) => {}
             }
         }
+        // The peer has closed its side; close ours so it sees EOF too.
+        if !self.shut_down {
+            let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
+            self.shut_down = true;
+        }
+        Poll::Ready(())
     }
 }
 
@@ -539,7 +547,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WebSocket<T> {
 
     fn poll_ready_side(&mut self, cx: &mut Context<'_>, side: Side) -> Poll<Result<(), Error>> {
         if self.close_sent || self.phase != Phase::Open {
-            return Poll::Ready(Err(Error::Closed));
+            // start_send refuses data and takes a repeated Close as a no-op.
+            return Poll::Ready(Ok(()));
         }
         let limit = self.config.write_buffer_limit;
         ready!(self.poll_write_down_to(cx, side, limit))?;
@@ -554,11 +563,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WebSocket<T> {
                 Message::Close(_) => Ok(()),
                 _ => Err(Error::Closed),
             };
-        }
-        if let Message::Close(Some(frame)) = &message {
-            if !frame.code.is_sendable() {
-                return Err(ProtocolError::InvalidCloseCode(frame.code.0).into());
-            }
         }
         self.queue(&message)?;
         if message_is_close(&message) {

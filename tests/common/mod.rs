@@ -1,0 +1,80 @@
+//! Helpers shared by the integration tests: raw frames as a peer would write
+//! them, and connected pairs.
+#![allow(dead_code)]
+
+use tokio::io::{AsyncReadExt, DuplexStream};
+use wscodec::frame::{FrameHeader, OpCode};
+use wscodec::mask::apply_mask;
+use wscodec::{Config, Role, WebSocket};
+
+/// One frame on the wire as a client sends it (masked) or a server (unmasked).
+/// `opcode` is the raw 4-bit value so tests can send reserved ones.
+pub fn raw_frame(from: Role, fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = (from == Role::Client).then_some([0x12, 0x34, 0x56, 0x78]);
+    let header = FrameHeader {
+        fin,
+        rsv: 0,
+        opcode: OpCode::Binary,
+        mask,
+        payload_len: payload.len() as u64,
+    };
+    let mut head = [0u8; 14];
+    let n = header.write(&mut head);
+    head[0] = (head[0] & 0xF0) | opcode;
+    let mut out = head[..n].to_vec();
+    let start = out.len();
+    out.extend_from_slice(payload);
+    if let Some(key) = mask {
+        apply_mask(&mut out[start..], key, 0);
+    }
+    out
+}
+
+/// A client frame (masked).
+pub fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    raw_frame(Role::Client, fin, opcode, payload)
+}
+
+/// Reads one unmasked frame (as a server sends it) from `io`:
+/// (fin, opcode, payload).
+pub async fn read_server_frame(io: &mut DuplexStream) -> Option<(bool, u8, Vec<u8>)> {
+    let mut head = [0u8; 2];
+    io.read_exact(&mut head).await.ok()?;
+    let len = match head[1] & 0x7F {
+        126 => {
+            let mut b = [0u8; 2];
+            io.read_exact(&mut b).await.ok()?;
+            u64::from(u16::from_be_bytes(b))
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            io.read_exact(&mut b).await.ok()?;
+            u64::from_be_bytes(b)
+        }
+        n => u64::from(n),
+    };
+    assert_eq!(head[1] & 0x80, 0, "a server must not mask");
+    let mut payload = vec![0u8; len as usize];
+    io.read_exact(&mut payload).await.ok()?;
+    Some((head[0] & 0x80 != 0, head[0] & 0x0F, payload))
+}
+
+/// A server `WebSocket` and the raw client end of its transport.
+pub fn server_with_raw_client(config: Config) -> (WebSocket<DuplexStream>, DuplexStream) {
+    let (raw, io) = tokio::io::duplex(1 << 20);
+    (WebSocket::from_upgraded(io, Role::Server, config), raw)
+}
+
+/// A connected client and server over an in-memory pipe.
+pub fn pair(config: Config) -> (WebSocket<DuplexStream>, WebSocket<DuplexStream>) {
+    let (a, b) = tokio::io::duplex(1 << 20);
+    (
+        WebSocket::from_upgraded(a, Role::Client, config.clone()),
+        WebSocket::from_upgraded(b, Role::Server, config),
+    )
+}
+
+/// The close code of a close frame's payload.
+pub fn close_code(payload: &[u8]) -> u16 {
+    u16::from_be_bytes([payload[0], payload[1]])
+}

@@ -1,0 +1,392 @@
+//! `WebSocket<T>` behaviour over an in-memory transport: automatic pongs, the
+//! closing handshake in both directions, failing with the right close code,
+//! timeouts, backpressure and split halves.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wscodec::{CloseCode, CloseFrame, Config, Error, Limits, Message, ProtocolError};
+
+#[tokio::test]
+async fn answers_ping_with_pong_carrying_same_payload() {
+    let (mut ws, mut raw) = server_with_raw_client(Config::default());
+    raw.write_all(&client_frame(true, 0x9, b"are you there"))
+        .await
+        .unwrap();
+    let got = ws.next().await.unwrap().unwrap();
+    assert_eq!(got, Message::Ping(Bytes::from_static(b"are you there")));
+    // The pong goes out before the stream waits for more input.
+    let reader = tokio::spawn(async move {
+        let frame = read_server_frame(&mut raw).await;
+        (frame, raw)
+    });
+    let pending = tokio::time::timeout(Duration::from_millis(50), ws.next()).await;
+    assert!(pending.is_err(), "no message should arrive");
+    let (frame, _raw) = reader.await.unwrap();
+    assert_eq!(frame, Some((true, 0xA, b"are you there".to_vec())));
+}
+
+#[tokio::test]
+async fn peer_initiated_close_is_echoed_then_stream_ends() {
+    let (mut ws, mut raw) = server_with_raw_client(Config::default());
+    raw.write_all(&client_frame(true, 0x8, b"\x0f\xa0bye"))
+        .await
+        .unwrap();
+    // The server sends its close and FIN; the peer then closes its side.
+    let peer = tokio::spawn(async move {
+        let reply = read_server_frame(&mut raw).await.unwrap();
+        let mut rest = Vec::new();
+        raw.read_to_end(&mut rest).await.unwrap();
+        drop(raw);
+        (reply, rest)
+    });
+    let got = ws.next().await.unwrap().unwrap();
+    assert_eq!(got, Message::close(CloseCode(4000), "bye"));
+    assert!(ws.next().await.is_none());
+    let (reply, rest) = peer.await.unwrap();
+    assert_eq!((reply.1, close_code(&reply.2)), (0x8, 4000));
+    assert!(rest.is_empty(), "nothing after the close frame");
+    assert!(matches!(
+        ws.send(Message::text("late")).await,
+        Err(Error::Closed)
+    ));
+}
+
+#[tokio::test]
+async fn closing_handshake_initiated_by_us_completes_in_both_roles() {
+    let (mut client, mut server) = pair(Config::default());
+    client.close().await.unwrap();
+    // The server sees the close and answers it while ending its stream.
+    let server_task = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while let Some(m) = server.next().await {
+            seen.push(m.unwrap());
+        }
+        seen
+    });
+    assert!(client
+        .next()
+        .await
+        .is_some_and(|m| matches!(m, Ok(Message::Close(_)))));
+    assert!(client.next().await.is_none());
+    assert_eq!(
+        server_task.await.unwrap(),
+        vec![Message::close(CloseCode::NORMAL, "")]
+    );
+}
+
+#[tokio::test]
+async fn data_still_arrives_after_we_sent_close() {
+    let (mut ws, mut raw) = server_with_raw_client(Config::default());
+    ws.send(Message::close(CloseCode::GOING_AWAY, "shutting down"))
+        .await
+        .unwrap();
+    raw.write_all(&client_frame(true, 0x1, b"last words"))
+        .await
+        .unwrap();
+    raw.write_all(&client_frame(true, 0x8, b"\x03\xe9"))
+        .await
+        .unwrap();
+    let peer = tokio::spawn(async move {
+        let close = read_server_frame(&mut raw).await.unwrap();
+        let mut rest = Vec::new();
+        raw.read_to_end(&mut rest).await.unwrap();
+        (close, rest)
+    });
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::text("last words")
+    );
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::close(CloseCode::GOING_AWAY, "")
+    );
+    assert!(ws.next().await.is_none());
+    let ((_, op, payload), rest) = peer.await.unwrap();
+    assert_eq!((op, close_code(&payload)), (0x8, 1001));
+    assert!(rest.is_empty(), "only one close frame went out");
+}
+
+async fn expect_failure(frames: &[Vec<u8>], expected_code: u16) -> Error {
+    let (mut ws, mut raw) = server_with_raw_client(Config::default());
+    for f in frames {
+        raw.write_all(f).await.unwrap();
+    }
+    let peer = tokio::spawn(async move {
+        let frame = read_server_frame(&mut raw).await;
+        let mut rest = Vec::new();
+        let _ = raw.read_to_end(&mut rest).await;
+        frame
+    });
+    let mut error = None;
+    while let Some(item) = ws.next().await {
+        if let Err(e) = item {
+            error = Some(e);
+        }
+    }
+    let (_, op, payload) = peer.await.unwrap().expect("a close frame");
+    assert_eq!((op, close_code(&payload)), (0x8, expected_code));
+    error.expect("the stream reports the error")
+}
+
+#[tokio::test]
+async fn protocol_errors_close_with_1002() {
+    let cases: Vec<(Vec<Vec<u8>>, ProtocolError)> = vec![
+        (
+            vec![raw_frame(wscodec::Role::Server, true, 0x1, b"x")],
+            ProtocolError::UnmaskedFrameFromClient,
+        ),
+        (
+            vec![client_frame(true, 0x3, b"")],
+            ProtocolError::ReservedOpCode(3),
+        ),
+        (
+            vec![client_frame(false, 0x9, b"")],
+            ProtocolError::FragmentedControlFrame,
+        ),
+        (
+            vec![client_frame(true, 0x9, &[0; 126])],
+            ProtocolError::ControlFrameTooLong,
+        ),
+        (
+            vec![client_frame(true, 0x0, b"x")],
+            ProtocolError::UnexpectedContinuation,
+        ),
+        (
+            vec![
+                client_frame(false, 0x1, b"a"),
+                client_frame(true, 0x2, b"b"),
+            ],
+            ProtocolError::ExpectedContinuation,
+        ),
+        (
+            vec![client_frame(true, 0x8, b"\x03")],
+            ProtocolError::InvalidClosePayload,
+        ),
+        (
+            vec![client_frame(true, 0x8, b"\x03\xed")],
+            ProtocolError::InvalidCloseCode(1005),
+        ),
+    ];
+    for (frames, expected) in cases {
+        let err = expect_failure(&frames, 1002).await;
+        assert!(
+            matches!(err, Error::Protocol(e) if e == expected),
+            "{err:?} != {expected:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn rsv_bits_without_extension_close_with_1002() {
+    let mut frame = client_frame(true, 0x1, b"x");
+    frame[0] |= 0x40;
+    let err = expect_failure(&[frame], 1002).await;
+    assert!(matches!(
+        err,
+        Error::Protocol(ProtocolError::ReservedBitsSet)
+    ));
+}
+
+#[tokio::test]
+async fn invalid_utf8_closes_with_1007() {
+    let err = expect_failure(&[client_frame(true, 0x1, b"\xce\xba\xff")], 1007).await;
+    assert!(matches!(err, Error::Protocol(ProtocolError::InvalidUtf8)));
+    let err = expect_failure(&[client_frame(true, 0x8, b"\x03\xe8\xff")], 1007).await;
+    assert!(matches!(err, Error::Protocol(ProtocolError::InvalidUtf8)));
+}
+
+#[tokio::test]
+async fn invalid_utf8_fails_before_the_rest_of_the_frame_arrives() {
+    let (mut ws, mut raw) = server_with_raw_client(Config::default());
+    let frame = client_frame(true, 0x1, b"ok so far \xff and then a lot more text");
+    // Send the header and the bad byte, hold back the rest forever.
+    raw.write_all(&frame[..6 + 11]).await.unwrap();
+    let stream = tokio::spawn(async move { ws.next().await });
+    let (_, op, payload) =
+        tokio::time::timeout(Duration::from_secs(5), read_server_frame(&mut raw))
+            .await
+            .expect("fails without waiting for the rest")
+            .unwrap();
+    assert_eq!((op, close_code(&payload)), (0x8, 1007));
+    drop(raw);
+    let item = stream.await.unwrap().unwrap();
+    assert!(matches!(
+        item,
+        Err(Error::Protocol(ProtocolError::InvalidUtf8))
+    ));
+}
+
+#[tokio::test]
+async fn oversized_message_closes_with_1009() {
+    let config = Config::default().limits(Limits::default().max_message_size(1000));
+    let (mut ws, mut raw) = server_with_raw_client(config);
+    raw.write_all(&client_frame(false, 0x2, &[0; 600]))
+        .await
+        .unwrap();
+    raw.write_all(&client_frame(true, 0x0, &[0; 600]))
+        .await
+        .unwrap();
+    let peer = tokio::spawn(async move { read_server_frame(&mut raw).await });
+    let err = ws.next().await.unwrap().unwrap_err();
+    assert!(matches!(err, Error::Capacity(_)), "{err:?}");
+    let (_, op, payload) = peer.await.unwrap().unwrap();
+    assert_eq!((op, close_code(&payload)), (0x8, 1009));
+}
+
+#[tokio::test]
+async fn eof_without_close_frame_is_an_error() {
+    let (mut ws, raw) = server_with_raw_client(Config::default());
+    drop(raw);
+    let err = ws.next().await.unwrap().unwrap_err();
+    assert!(matches!(err, Error::Io(ref e) if e.kind() == std::io::ErrorKind::UnexpectedEof));
+    assert!(ws.next().await.is_none());
+}
+
+#[tokio::test]
+async fn sending_after_close_gives_closed_but_a_second_close_is_a_no_op() {
+    let (mut ws, _raw) = server_with_raw_client(Config::default());
+    ws.send(Message::close(CloseCode::NORMAL, ""))
+        .await
+        .unwrap();
+    assert!(matches!(
+        ws.send(Message::text("x")).await,
+        Err(Error::Closed)
+    ));
+    ws.send(Message::Close(None)).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn unanswered_close_times_out() {
+    let config = Config::default().close_timeout(Duration::from_secs(3));
+    let (mut ws, _raw) = server_with_raw_client(config);
+    ws.send(Message::Close(None)).await.unwrap();
+    let started = tokio::time::Instant::now();
+    assert!(ws.next().await.is_none());
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(3) && waited < Duration::from_secs(4),
+        "{waited:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn keepalive_sends_pings_while_idle() {
+    let config = Config::default().keepalive_interval(Some(Duration::from_secs(5)));
+    let (mut ws, mut raw) = server_with_raw_client(config);
+    let reader = tokio::spawn(async move {
+        let first = read_server_frame(&mut raw).await;
+        let second = read_server_frame(&mut raw).await;
+        (first, second)
+    });
+    let _ = tokio::time::timeout(Duration::from_secs(12), ws.next()).await;
+    let (first, second) = reader.await.unwrap();
+    assert_eq!(first.unwrap().1, 0x9);
+    assert_eq!(second.unwrap().1, 0x9);
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_timeout_fails_with_1001() {
+    let config = Config::default().idle_timeout(Some(Duration::from_secs(30)));
+    let (mut ws, mut raw) = server_with_raw_client(config);
+    let peer = tokio::spawn(async move { read_server_frame(&mut raw).await });
+    let err = ws.next().await.unwrap().unwrap_err();
+    assert!(matches!(err, Error::IdleTimeout));
+    let (_, op, payload) = peer.await.unwrap().unwrap();
+    assert_eq!((op, close_code(&payload)), (0x8, 1001));
+}
+
+#[tokio::test]
+async fn backpressure_holds_when_peer_stops_reading() {
+    // A 64 KiB pipe that nobody reads, and a 16 KiB write buffer bound.
+    let (_raw, io) = tokio::io::duplex(64 << 10);
+    let config = Config::default().write_buffer_limit(16 << 10);
+    let mut ws = wscodec::WebSocket::from_upgraded(io, wscodec::Role::Server, config);
+    let message = Message::binary(vec![0u8; 4096]);
+    let mut sent = 0;
+    loop {
+        match tokio::time::timeout(Duration::from_millis(100), ws.feed(message.clone())).await {
+            Ok(result) => {
+                result.unwrap();
+                sent += 1;
+            }
+            Err(_) => break,
+        }
+        assert!(sent < 1000, "poll_ready never pushed back");
+    }
+    assert!(ws.pending_write_bytes() <= (16 << 10) + 4096 + 14);
+}
+
+#[tokio::test]
+async fn split_halves_work_from_two_tasks_at_once() {
+    let (client, server) = pair(Config::default());
+    let (mut tx, mut rx) = client.split();
+    let (mut server_tx, mut server_rx) = server.split();
+    const N: usize = 2000;
+    let echo = tokio::spawn(async move {
+        while let Some(Ok(m)) = server_rx.next().await {
+            if !m.is_control() {
+                server_tx.send(m).await.unwrap();
+            }
+        }
+    });
+    let sender = tokio::spawn(async move {
+        for i in 0..N {
+            tx.send(Message::text(i.to_string())).await.unwrap();
+            if i % 100 == 0 {
+                tx.send(Message::Ping(Bytes::from_static(b"p")))
+                    .await
+                    .unwrap();
+            }
+        }
+        tx
+    });
+    let mut next = 0;
+    while next < N {
+        match rx.next().await.unwrap().unwrap() {
+            Message::Text(t) => {
+                assert_eq!(t.as_str(), next.to_string());
+                next += 1;
+            }
+            Message::Pong(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let mut tx = sender.await.unwrap();
+    tx.close().await.unwrap();
+    while rx.next().await.is_some() {}
+    echo.await.unwrap();
+    assert!(rx.reunite(tx).is_ok());
+}
+
+#[tokio::test]
+async fn large_messages_round_trip_fragmented() {
+    let config = Config::default().fragment_size(Some(1000));
+    let (mut client, mut server) = pair(config);
+    let big = Message::binary(vec![0xAB; 100_000]);
+    client.send(big.clone()).await.unwrap();
+    assert_eq!(server.next().await.unwrap().unwrap(), big);
+    let text = Message::text("ü".repeat(30_000));
+    server.send(text.clone()).await.unwrap();
+    assert_eq!(client.next().await.unwrap().unwrap(), text);
+}
+
+#[tokio::test]
+async fn close_with_unsendable_code_is_refused() {
+    let (mut ws, _raw) = server_with_raw_client(Config::default());
+    let err = ws
+        .send(Message::Close(Some(CloseFrame::new(CloseCode(1006), ""))))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::Protocol(ProtocolError::InvalidCloseCode(1006))
+    ));
+    // The connection is still usable.
+    ws.send(Message::text("fine")).await.unwrap();
+}
