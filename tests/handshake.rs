@@ -1,0 +1,255 @@
+//! The opening handshake over real I/O: negotiation, the accept callback,
+//! rejections with the right HTTP status, limits, timeouts and pipelined bytes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use wscodec::handshake::{derive_accept_key, Accept, Reject, Request};
+use wscodec::{ClientRequest, Config, Error, HandshakeError, Limits, Message};
+
+const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+fn request_with(extra: &str) -> String {
+    format!(
+        "GET /chat HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    )
+}
+
+/// Sends `request` raw to a server running `accept`, returns what the server
+/// answered and how `accept` ended.
+async fn raw_handshake(request: Vec<u8>, config: Config) -> (String, Result<(), Error>) {
+    let (mut raw, io) = tokio::io::duplex(4 << 20);
+    let server = tokio::spawn(async move {
+        wscodec::accept_with(io, config, |_: &Request| Ok(Accept::new()))
+            .await
+            .map(|_| ())
+    });
+    // The server may answer and close before reading everything we send.
+    let _ = raw.write_all(&request).await;
+    let result = server.await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(1), raw.read_to_end(&mut answer)).await;
+    (String::from_utf8_lossy(&answer).into_owned(), result)
+}
+
+#[tokio::test]
+async fn client_and_server_negotiate_subprotocol_and_see_request() {
+    let (a, b) = tokio::io::duplex(1 << 16);
+    let server = tokio::spawn(async move {
+        wscodec::accept_with(b, Config::default(), |req: &Request| {
+            assert_eq!(req.path(), "/room/7");
+            assert_eq!(req.query(), Some("token=abc"));
+            assert_eq!(req.header("Origin"), Some("http://app.example"));
+            assert_eq!(req.header("x-trace"), Some("42"));
+            let chosen = req.subprotocols().find(|p| *p == "v2").unwrap().to_owned();
+            Ok(Accept::new()
+                .subprotocol(chosen)
+                .header("X-Served-By", "test"))
+        })
+        .await
+    });
+    let request = ClientRequest::new("ws://localhost/room/7?token=abc")
+        .unwrap()
+        .origin("http://app.example")
+        .subprotocol("v3")
+        .subprotocol("v2")
+        .header("X-Trace", "42");
+    let (mut client, response) = wscodec::connect_with(a, request, Config::default())
+        .await
+        .unwrap();
+    assert_eq!(response.subprotocol(), Some("v2"));
+    assert_eq!(response.headers().get("x-served-by"), Some("test"));
+    let mut server = server.await.unwrap().unwrap();
+    client.send(Message::text("hi")).await.unwrap();
+    assert_eq!(server.next().await.unwrap().unwrap(), Message::text("hi"));
+}
+
+#[tokio::test]
+async fn frames_pipelined_behind_the_request_are_not_lost() {
+    let mut bytes = request_with("").into_bytes();
+    bytes.extend(client_frame(true, 0x1, b"early"));
+    bytes.extend(client_frame(true, 0x2, b"bird"));
+    let (mut raw, io) = tokio::io::duplex(1 << 16);
+    raw.write_all(&bytes).await.unwrap();
+    let mut ws = wscodec::accept(io).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("early"));
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::binary(&b"bird"[..])
+    );
+}
+
+#[tokio::test]
+async fn frames_pipelined_behind_the_101_response_are_not_lost() {
+    let (mut raw, io) = tokio::io::duplex(1 << 16);
+    let client = tokio::spawn(wscodec::connect(io, "ws://localhost/"));
+    // Read the client's request, then answer with 101 and a frame in one write.
+    let mut buf = vec![0u8; 4096];
+    let n = raw.read(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let key = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let mut answer = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+        derive_accept_key(key.as_bytes())
+    )
+    .into_bytes();
+    answer.extend(raw_frame(wscodec::Role::Server, true, 0x1, b"welcome"));
+    raw.write_all(&answer).await.unwrap();
+    let (mut ws, _) = client.await.unwrap().unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("welcome"));
+}
+
+#[tokio::test]
+async fn callback_rejection_sends_status_and_body() {
+    let (a, b) = tokio::io::duplex(1 << 16);
+    let server = tokio::spawn(async move {
+        wscodec::accept_with(b, Config::default(), |req: &Request| {
+            if req.header("authorization").is_none() {
+                return Err(Reject::new(401)
+                    .header("WWW-Authenticate", "Bearer")
+                    .body("token required"));
+            }
+            Ok(Accept::new())
+        })
+        .await
+    });
+    let err = wscodec::connect(a, "ws://localhost/").await.unwrap_err();
+    assert!(matches!(
+        err,
+        Error::Handshake(HandshakeError::UnexpectedStatus(401))
+    ));
+    let server_err = server.await.unwrap().unwrap_err();
+    assert!(matches!(
+        server_err,
+        Error::Handshake(HandshakeError::Rejected(401))
+    ));
+}
+
+#[tokio::test]
+async fn callback_rejection_reaches_the_wire_intact() {
+    let (mut raw, io) = tokio::io::duplex(1 << 16);
+    let server = tokio::spawn(wscodec::accept_with(
+        io,
+        Config::default(),
+        |_: &Request| Err(Reject::new(403).body("origin not allowed")),
+    ));
+    raw.write_all(request_with("").as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    raw.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{answer}");
+    assert!(answer.contains("Content-Length: 18\r\n"));
+    assert!(answer.ends_with("\r\n\r\norigin not allowed"));
+    assert!(server.await.unwrap().is_err());
+}
+
+#[tokio::test]
+async fn unsupported_version_gets_426_naming_version_13() {
+    let request = request_with("").replace("Version: 13", "Version: 8");
+    let (answer, result) = raw_handshake(request.into_bytes(), Config::default()).await;
+    assert!(answer.starts_with("HTTP/1.1 426 "), "{answer}");
+    assert!(answer.contains("Sec-WebSocket-Version: 13\r\n"));
+    assert!(matches!(
+        result,
+        Err(Error::Handshake(HandshakeError::UnsupportedVersion))
+    ));
+}
+
+#[tokio::test]
+async fn missing_upgrade_gets_400() {
+    let request = request_with("").replace("Upgrade: websocket\r\n", "");
+    let (answer, _) = raw_handshake(request.into_bytes(), Config::default()).await;
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+}
+
+#[tokio::test]
+async fn one_mebibyte_of_headers_gets_431_without_buffering_it() {
+    let mut request = b"GET / HTTP/1.1\r\nHost: x\r\nX-Junk: ".to_vec();
+    request.extend(std::iter::repeat_n(b'a', 1 << 20));
+    let (answer, result) = raw_handshake(request, Config::default()).await;
+    assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+    assert!(matches!(
+        result,
+        Err(Error::Handshake(HandshakeError::HeaderTooLarge))
+    ));
+}
+
+#[tokio::test]
+async fn ten_thousand_header_lines_get_431() {
+    let mut extra = String::new();
+    for i in 0..10_000 {
+        extra.push_str(&format!("X-{i}: v\r\n"));
+    }
+    let config = Config::default().limits(Limits::default().max_header_bytes(1 << 20));
+    let (answer, result) = raw_handshake(request_with(&extra).into_bytes(), config).await;
+    assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+    assert!(matches!(
+        result,
+        Err(Error::Handshake(HandshakeError::TooManyHeaders))
+    ));
+}
+
+#[tokio::test]
+async fn handshake_dribbled_one_byte_at_a_time_completes() {
+    let (mut raw, io) = tokio::io::duplex(1 << 16);
+    let server = tokio::spawn(wscodec::accept(io));
+    for byte in request_with("").bytes() {
+        raw.write_all(&[byte]).await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    let mut ws = server.await.unwrap().unwrap();
+    raw.write_all(&client_frame(true, 0x1, b"done"))
+        .await
+        .unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("done"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn stalled_handshake_times_out() {
+    let (mut raw, io) = tokio::io::duplex(1 << 16);
+    let config = Config::default().handshake_timeout(Some(Duration::from_secs(5)));
+    let server = tokio::spawn(wscodec::accept_with(io, config, |_: &Request| {
+        Ok(Accept::new())
+    }));
+    raw.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let err = server.await.unwrap().unwrap_err();
+    assert!(matches!(err, Error::Handshake(HandshakeError::Timeout)));
+}
+
+#[tokio::test]
+async fn echo_over_loopback_tcp() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = wscodec::accept(tcp).await.unwrap();
+        while let Some(Ok(m)) = ws.next().await {
+            if !m.is_control() {
+                ws.send(m).await.unwrap();
+            }
+        }
+    });
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut ws, _) = wscodec::connect(tcp, &format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    for len in [0usize, 125, 126, 65535, 65536, 1 << 20] {
+        let m = Message::binary(vec![len as u8; len]);
+        ws.send(m.clone()).await.unwrap();
+        assert_eq!(ws.next().await.unwrap().unwrap(), m);
+    }
+    ws.close().await.unwrap();
+    while ws.next().await.is_some() {}
+    server.await.unwrap();
+}
