@@ -209,6 +209,22 @@ impl Request {
         Ok((request, len))
     }
 
+    /// A request from its parts, for conversions from other HTTP types.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn from_raw_parts(
+        method: String,
+        target: String,
+        http_minor: u8,
+        headers: Vec<(String, Bytes)>,
+    ) -> Request {
+        Request {
+            method,
+            target,
+            http_minor,
+            headers: Headers(headers),
+        }
+    }
+
     /// Checks the rules of §4.2.1 and returns the client's key.
     pub fn validate(&self) -> Result<&str, HandshakeError> {
         if self.method != "GET" {
@@ -282,6 +298,11 @@ impl Accept {
     /// The subprotocol selected, if any.
     pub fn selected_subprotocol(&self) -> Option<&str> {
         self.subprotocol.as_deref()
+    }
+
+    /// The extra response headers, in order.
+    pub fn extra_headers(&self) -> &[(String, String)] {
+        &self.headers
     }
 
     /// Writes the `101 Switching Protocols` response for `request` (already
@@ -366,6 +387,16 @@ impl Reject {
     /// The status.
     pub fn status(&self) -> u16 {
         self.status
+    }
+
+    /// The extra response headers, in order.
+    pub fn extra_headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+
+    /// The body.
+    pub fn body_bytes(&self) -> &Bytes {
+        &self.body
     }
 
     /// The response for a handshake that failed with `error`: its status, its

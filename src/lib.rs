@@ -53,6 +53,7 @@
 //! close code 1009; an oversized handshake gets HTTP 431.
 
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod codec;
@@ -60,6 +61,8 @@ pub mod config;
 pub mod error;
 pub mod frame;
 pub mod handshake;
+#[cfg(feature = "http")]
+pub mod http_types;
 pub mod mask;
 pub mod message;
 pub mod utf8;
