@@ -1,0 +1,69 @@
+//! A hyper 1.x server performs the HTTP upgrade and hands the connection to
+//! `WebSocket::from_upgraded`; the crate's client talks to it.
+
+#[allow(dead_code)]
+#[path = "../examples/hyper_echo.rs"]
+mod hyper_echo;
+
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use wscodec::{Error, HandshakeError, Message};
+
+async fn start() -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(hyper_echo::serve(listener));
+    addr
+}
+
+#[tokio::test]
+async fn client_talks_to_websocket_upgraded_by_hyper() {
+    let addr = start().await;
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut ws, response) = wscodec::connect(tcp, &format!("ws://{addr}/ws"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 101);
+    for message in [
+        Message::text("via hyper"),
+        Message::binary(vec![1u8; 70_000]),
+    ] {
+        ws.send(message.clone()).await.unwrap();
+        assert_eq!(ws.next().await.unwrap().unwrap(), message);
+    }
+    ws.close().await.unwrap();
+    while ws.next().await.is_some() {}
+}
+
+#[tokio::test]
+async fn hyper_route_without_websocket_gets_its_own_status() {
+    let addr = start().await;
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let err = wscodec::connect(tcp, &format!("ws://{addr}/elsewhere"))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::Handshake(HandshakeError::UnexpectedStatus(404))
+    ));
+}
+
+#[tokio::test]
+async fn hyper_answers_a_bad_upgrade_with_the_crates_status() {
+    let addr = start().await;
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = tcp.read(&mut buf).await.unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 426"), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("sec-websocket-version: 13\r\n"),
+        "{answer}"
+    );
+}
