@@ -226,8 +226,62 @@ impl Encoder<Frame> for FrameCodec {
     }
 }
 
-/// Appends one frame to `dst`: header, then the payload, masked with a fresh
-/// random key when we are the client (§5.3).
+/// Payloads at least this long are sent without copying where the sink can take
+/// shared bytes (server role: no mask to apply). Below it, one copy into the
+/// write buffer is cheaper than another I/O slice.
+pub(crate) const SHARE_MIN: usize = 1024;
+
+/// Where encoded frames go: a buffer for headers and copied payloads, and, for a
+/// writer that sends shared bytes without copying them (vectored writes),
+/// somewhere to queue those.
+pub(crate) trait FrameSink {
+    /// The buffer headers and copied payloads are appended to.
+    fn buf(&mut self) -> &mut BytesMut;
+
+    /// Queues `payload` to go out right after what `buf` holds now, without
+    /// copying it; `false` if this sink cannot, and the caller copies.
+    fn try_share(&mut self, payload: &Bytes) -> bool {
+        let _ = payload;
+        false
+    }
+}
+
+impl FrameSink for BytesMut {
+    fn buf(&mut self) -> &mut BytesMut {
+        self
+    }
+}
+
+/// Writes a frame header for a payload of `payload_len` bytes, returning the
+/// masking key it announced: a fresh random one when we are the client (§5.3).
+fn put_header(
+    role: Role,
+    fin: bool,
+    rsv: u8,
+    opcode: OpCode,
+    payload_len: usize,
+    dst: &mut BytesMut,
+) -> Option<[u8; 4]> {
+    let mask = match role {
+        Role::Client => Some(rand::random::<[u8; 4]>()),
+        Role::Server => None,
+    };
+    let header = FrameHeader {
+        fin,
+        rsv,
+        opcode,
+        mask,
+        payload_len: payload_len as u64,
+    };
+    let mut head = [0u8; MAX_HEADER_LEN];
+    let head_len = header.write(&mut head);
+    dst.reserve(head_len + payload_len);
+    dst.put_slice(&head[..head_len]);
+    mask
+}
+
+/// Appends one frame to `dst`: header, then the payload, masked when we are the
+/// client.
 pub(crate) fn encode_frame(
     role: Role,
     fin: bool,
@@ -249,27 +303,32 @@ pub(crate) fn encode_frame_parts(
     dst: &mut BytesMut,
 ) {
     let payload_len: usize = parts.iter().map(|p| p.len()).sum();
-    let mask = match role {
-        Role::Client => Some(rand::random::<[u8; 4]>()),
-        Role::Server => None,
-    };
-    let header = FrameHeader {
-        fin,
-        rsv,
-        opcode,
-        mask,
-        payload_len: payload_len as u64,
-    };
-    let mut head = [0u8; MAX_HEADER_LEN];
-    let head_len = header.write(&mut head);
-    dst.reserve(head_len + payload_len);
-    dst.put_slice(&head[..head_len]);
+    let mask = put_header(role, fin, rsv, opcode, payload_len, dst);
     let start = dst.len();
     for part in parts {
         dst.put_slice(part);
     }
     if let Some(key) = mask {
         apply_mask(&mut dst[start..], key, 0);
+    }
+}
+
+/// Appends a data frame, sharing a large unmasked payload instead of copying it
+/// when the sink can.
+fn put_data_frame(
+    role: Role,
+    fin: bool,
+    opcode: OpCode,
+    payload: &Bytes,
+    dst: &mut impl FrameSink,
+) {
+    if role == Role::Server && payload.len() >= SHARE_MIN {
+        put_header(role, fin, 0, opcode, payload.len(), dst.buf());
+        if !dst.try_share(payload) {
+            dst.buf().put_slice(payload);
+        }
+    } else {
+        encode_frame(role, fin, 0, opcode, payload, dst.buf());
     }
 }
 
@@ -281,14 +340,27 @@ pub(crate) fn encode_message(
     role: Role,
     message: &Message,
     fragment_size: usize,
-    dst: &mut BytesMut,
+    dst: &mut impl FrameSink,
 ) -> Result<(), Error> {
-    let (opcode, payload): (OpCode, &[u8]) = match message {
+    let (opcode, payload): (OpCode, &Bytes) = match message {
         Message::Text(t) => (OpCode::Text, t.as_bytes()),
         Message::Binary(b) => (OpCode::Binary, b),
-        Message::Ping(b) => (OpCode::Ping, b),
-        Message::Pong(b) => (OpCode::Pong, b),
-        Message::Close(None) => (OpCode::Close, &[]),
+        Message::Ping(b) | Message::Pong(b) => {
+            if b.len() > MAX_CONTROL_PAYLOAD {
+                return Err(ProtocolError::ControlFrameTooLong.into());
+            }
+            let opcode = if matches!(message, Message::Ping(_)) {
+                OpCode::Ping
+            } else {
+                OpCode::Pong
+            };
+            encode_frame(role, true, 0, opcode, b, dst.buf());
+            return Ok(());
+        }
+        Message::Close(None) => {
+            encode_frame(role, true, 0, OpCode::Close, &[], dst.buf());
+            return Ok(());
+        }
         Message::Close(Some(close)) => {
             if 2 + close.reason.len() > MAX_CONTROL_PAYLOAD {
                 return Err(ProtocolError::ControlFrameTooLong.into());
@@ -303,29 +375,78 @@ pub(crate) fn encode_message(
                 0,
                 OpCode::Close,
                 &[&code, close.reason.as_bytes()],
-                dst,
+                dst.buf(),
             );
             return Ok(());
         }
     };
-    if opcode.is_control() {
-        if payload.len() > MAX_CONTROL_PAYLOAD {
-            return Err(ProtocolError::ControlFrameTooLong.into());
-        }
-        encode_frame(role, true, 0, opcode, payload, dst);
+    let fragment_size = fragment_size.max(1);
+    if payload.len() <= fragment_size {
+        put_data_frame(role, true, opcode, payload, dst);
         return Ok(());
     }
-    let mut pieces = payload.chunks(fragment_size.max(1)).peekable();
-    if pieces.peek().is_none() {
-        encode_frame(role, true, 0, opcode, &[], dst);
-    }
-    let mut first = true;
-    while let Some(piece) = pieces.next() {
-        let op = if first { opcode } else { OpCode::Continuation };
-        encode_frame(role, pieces.peek().is_none(), 0, op, piece, dst);
-        first = false;
+    let mut start = 0;
+    while start < payload.len() {
+        let end = (start + fragment_size).min(payload.len());
+        let op = if start == 0 {
+            opcode
+        } else {
+            OpCode::Continuation
+        };
+        put_data_frame(
+            role,
+            end == payload.len(),
+            op,
+            &payload.slice(start..end),
+            dst,
+        );
+        start = end;
     }
     Ok(())
+}
+
+/// A message encoded once as a server frame, to send the same bytes to many
+/// connections without copying the payload for each (a chat room, a ticker).
+///
+/// Sent through a server-role [`WebSocket`](crate::WebSocket), the encoded bytes
+/// are queued as they are, shared, whatever the payload's size. A client must
+/// mask every frame with its own key, so a client-role `WebSocket` encodes the
+/// message anew.
+///
+/// ```
+/// use wscodec::{Message, PreparedMessage};
+/// let prepared = PreparedMessage::new(Message::text("to everyone"))?;
+/// assert_eq!(prepared.encoded().len(), 2 + 11);
+/// let for_each_recipient = prepared.clone(); // a reference count, not a copy
+/// # Ok::<(), wscodec::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedMessage {
+    message: Message,
+    encoded: Bytes,
+}
+
+impl PreparedMessage {
+    /// Encodes `message` as one unmasked frame. Fails like sending would: a
+    /// control message over 125 bytes, or an unsendable close code.
+    pub fn new(message: Message) -> Result<Self, Error> {
+        let mut buf = BytesMut::new();
+        encode_message(Role::Server, &message, usize::MAX, &mut buf)?;
+        Ok(PreparedMessage {
+            message,
+            encoded: buf.freeze(),
+        })
+    }
+
+    /// The message.
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+
+    /// The frame as a server sends it.
+    pub fn encoded(&self) -> &Bytes {
+        &self.encoded
+    }
 }
 
 /// A data message whose fragments are still arriving.

@@ -68,7 +68,7 @@ pub mod message;
 pub mod utf8;
 mod websocket;
 
-pub use codec::{Frame, FrameCodec, MessageCodec};
+pub use codec::{Frame, FrameCodec, MessageCodec, PreparedMessage};
 pub use config::{Config, Limits, Role};
 pub use error::{CapacityError, Error, HandshakeError, ProtocolError};
 pub use frame::OpCode;

@@ -258,6 +258,11 @@ impl Message {
         )
     }
 
+    /// Whether this is a close.
+    pub fn is_close(&self) -> bool {
+        matches!(self, Message::Close(_))
+    }
+
     /// The payload length in bytes (for a close, the code and reason).
     pub fn len(&self) -> usize {
         match self {

@@ -33,14 +33,17 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll, Wake, Waker};
 
-use bytes::{Buf, BytesMut};
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
+use bytes::{Buf, Bytes, BytesMut};
 use futures_core::Stream;
 use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{sleep, Instant, Sleep};
 use tokio_util::codec::Decoder;
 
-use crate::codec::{encode_message, MessageCodec};
+use crate::codec::{encode_message, FrameSink, MessageCodec, PreparedMessage};
 use crate::config::{Config, Role};
 use crate::error::Error;
 use crate::frame::MAX_CONTROL_PAYLOAD;
@@ -50,6 +53,101 @@ use crate::message::{CloseCode, CloseFrame, Message, Utf8Bytes};
 const READ_CHUNK: usize = 4096;
 /// An empty buffer larger than this is given back to the allocator after a burst.
 const SHRINK_ABOVE: usize = 64 << 10;
+
+/// The most I/O slices handed to one vectored write.
+const MAX_IO_SLICES: usize = 64;
+
+/// Encoded bytes waiting for the transport, in order: the `shared` segments, then
+/// `tail`. Headers and small payloads are copied into `tail`; large unmasked
+/// payloads and prepared messages are queued as the caller's `Bytes`, and all of
+/// it leaves in vectored writes, so a payload is never copied on its way out.
+#[derive(Debug, Default)]
+struct WriteQueue {
+    shared: VecDeque<Bytes>,
+    shared_len: usize,
+    tail: BytesMut,
+}
+
+impl WriteQueue {
+    fn len(&self) -> usize {
+        self.shared_len + self.tail.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Queues `bytes` after everything queued so far.
+    fn push_shared(&mut self, bytes: Bytes) {
+        if !self.tail.is_empty() {
+            // Ends the current tail segment; its spare capacity stays with `tail`.
+            let sealed = self.tail.split().freeze();
+            self.shared_len += sealed.len();
+            self.shared.push_back(sealed);
+        }
+        self.shared_len += bytes.len();
+        self.shared.push_back(bytes);
+    }
+
+    /// The queued bytes as I/O slices, as many as one write takes.
+    fn slices(&self) -> ([IoSlice<'_>; MAX_IO_SLICES], usize) {
+        let mut slices = [IoSlice::new(&[]); MAX_IO_SLICES];
+        let segments = self
+            .shared
+            .iter()
+            .map(|b| &b[..])
+            .chain(std::iter::once(&self.tail[..]))
+            .filter(|s| !s.is_empty());
+        let mut n = 0;
+        for (slot, segment) in slices.iter_mut().zip(segments) {
+            *slot = IoSlice::new(segment);
+            n += 1;
+        }
+        (slices, n)
+    }
+
+    fn advance(&mut self, mut n: usize) {
+        while n > 0 {
+            match self.shared.front_mut() {
+                Some(front) if front.len() <= n => {
+                    n -= front.len();
+                    self.shared_len -= front.len();
+                    self.shared.pop_front();
+                }
+                Some(front) => {
+                    front.advance(n);
+                    self.shared_len -= n;
+                    return;
+                }
+                None => {
+                    self.tail.advance(n);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Gives a large empty buffer back to the allocator after a burst.
+    fn shrink_if_idle(&mut self) {
+        if self.is_empty() && self.tail.capacity() > SHRINK_ABOVE {
+            self.tail = BytesMut::new();
+        }
+        if self.shared.is_empty() && self.shared.capacity() > MAX_IO_SLICES {
+            self.shared = VecDeque::new();
+        }
+    }
+}
+
+impl FrameSink for WriteQueue {
+    fn buf(&mut self) -> &mut BytesMut {
+        &mut self.tail
+    }
+
+    fn try_share(&mut self, payload: &Bytes) -> bool {
+        self.push_shared(payload.clone());
+        true
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -157,7 +255,7 @@ pub struct WebSocket<T> {
     codec: MessageCodec,
     config: Config,
     read_buf: BytesMut,
-    write_buf: BytesMut,
+    writes: WriteQueue,
     phase: Phase,
     /// We queued a Close frame: no more messages may be sent.
     close_sent: bool,
@@ -191,7 +289,7 @@ impl<T> WebSocket<T> {
             role,
             config,
             read_buf,
-            write_buf: BytesMut::new(),
+            writes: WriteQueue::default(),
             phase: Phase::Open,
             close_sent: false,
             shut_down: false,
@@ -224,7 +322,7 @@ impl<T> WebSocket<T> {
 
     /// Bytes queued for sending and not yet written to the transport.
     pub fn pending_write_bytes(&self) -> usize {
-        self.write_buf.len()
+        self.writes.len()
     }
 
     /// Whether the stream has ended.
@@ -234,7 +332,18 @@ impl<T> WebSocket<T> {
 
     fn queue(&mut self, message: &Message) -> Result<(), Error> {
         let fragment_size = self.config.fragment_size.unwrap_or(usize::MAX);
-        encode_message(self.role, message, fragment_size, &mut self.write_buf)
+        encode_message(self.role, message, fragment_size, &mut self.writes)
+    }
+
+    fn queue_prepared(&mut self, prepared: &PreparedMessage) -> Result<(), Error> {
+        match self.role {
+            // The same unmasked bytes suit every server connection.
+            Role::Server => {
+                self.writes.push_shared(prepared.encoded().clone());
+                Ok(())
+            }
+            Role::Client => self.queue(prepared.message()),
+        }
     }
 
     /// Queues our Close frame (once) and starts the close timer.
@@ -319,24 +428,24 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WebSocket<T> {
         side: Side,
         limit: usize,
     ) -> Poll<io::Result<()>> {
-        while self.write_buf.len() > limit {
+        while self.writes.len() > limit {
+            let (slices, count) = self.writes.slices();
+            let slices = &slices[..count];
             let n = match &self.wakers {
-                None => ready!(Pin::new(&mut self.io).poll_write(cx, &self.write_buf))?,
+                None => ready!(Pin::new(&mut self.io).poll_write_vectored(cx, slices))?,
                 Some(wakers) => {
                     wakers.register(side, cx.waker());
                     let waker = Waker::from(wakers.clone());
                     let mut shared_cx = Context::from_waker(&waker);
-                    ready!(Pin::new(&mut self.io).poll_write(&mut shared_cx, &self.write_buf))?
+                    ready!(Pin::new(&mut self.io).poll_write_vectored(&mut shared_cx, slices))?
                 }
             };
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            self.write_buf.advance(n);
+            self.writes.advance(n);
         }
-        if self.write_buf.is_empty() && self.write_buf.capacity() > SHRINK_ABOVE {
-            self.write_buf = BytesMut::new();
-        }
+        self.writes.shrink_if_idle();
         Poll::Ready(Ok(()))
     }
 
@@ -451,7 +560,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WebSocket<T> {
                     self.fail(e.into());
                     return Poll::Pending;
                 }
-                Poll::Pending if self.write_buf.len() > self.config.write_buffer_limit => {
+                Poll::Pending if self.writes.len() > self.config.write_buffer_limit => {
                     return Poll::Pending;
                 }
                 _ => {}
@@ -537,7 +646,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WebSocket<T> {
                     ready!(self.poll_closing(cx));
                     self.phase = Phase::Done;
                     self.read_buf = BytesMut::new();
-                    self.write_buf = BytesMut::new();
+                    self.writes = WriteQueue::default();
                     self.wake_writer();
                 }
                 Phase::Done => return Poll::Ready(self.final_item.take()),
@@ -565,11 +674,19 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WebSocket<T> {
             };
         }
         self.queue(&message)?;
-        if message_is_close(&message) {
+        if message.is_close() {
             self.close_sent = true;
             self.start_close_timer();
         }
         Ok(())
+    }
+
+    fn start_send_prepared_side(&mut self, prepared: &PreparedMessage) -> Result<(), Error> {
+        if self.close_sent || self.phase != Phase::Open || prepared.message().is_close() {
+            // Closing has its own bookkeeping; a Close is small.
+            return self.start_send_side(prepared.message().clone());
+        }
+        self.queue_prepared(prepared)
     }
 
     fn poll_flush_side(&mut self, cx: &mut Context<'_>, side: Side) -> Poll<Result<(), Error>> {
@@ -586,33 +703,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WebSocket<T> {
             self.queue_close(Some(CloseFrame::new(CloseCode::NORMAL, "")));
         }
         self.poll_flush_side(cx, side)
-    }
-}
-
-fn message_is_close(message: &Message) -> bool {
-    matches!(message, Message::Close(_))
-}
-
-/// Sending: see the type's docs on batching. `poll_close` sends a Close (1000)
-/// and flushes; keep reading the stream until it ends to complete the closing
-/// handshake.
-impl<T: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<T> {
-    type Error = Error;
-
-    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.get_mut().poll_ready_side(cx, Side::Write)
-    }
-
-    fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
-        self.get_mut().start_send_side(message)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.get_mut().poll_flush_side(cx, Side::Write)
-    }
-
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.get_mut().poll_close_side(cx, Side::Write)
     }
 }
 
@@ -689,19 +779,35 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Stream for ReadHalf<T> {
     }
 }
 
+/// Sending: see [`WebSocket`]'s docs on batching. `poll_close` sends a Close
+/// (1000) and flushes; keep reading the stream until it ends to complete the
+/// closing handshake.
+impl<T: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WebSocket<T> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().poll_ready_side(cx, Side::Write)
+    }
+
+    fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
+        self.get_mut().start_send_side(message)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().poll_flush_side(cx, Side::Write)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().poll_close_side(cx, Side::Write)
+    }
+}
+
+/// See the `Sink` impl of [`WebSocket`].
 impl<T: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WriteHalf<T> {
     type Error = Error;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        let mut ws = lock(&self.shared);
-        let result = ws.poll_ready_side(cx, Side::Write);
-        if result.is_pending() {
-            // Also woken when the reader moves the connection to closing.
-            if let Some(w) = &ws.wakers {
-                w.register(Side::Write, cx.waker());
-            }
-        }
-        result
+        lock(&self.shared).poll_ready_half(cx)
     }
 
     fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
@@ -717,9 +823,126 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WriteHalf<T> {
     }
 }
 
+impl<T: AsyncRead + AsyncWrite + Unpin> WebSocket<T> {
+    /// Queues a [`PreparedMessage`] (waiting while the write buffer is over its
+    /// limit) without flushing. A server connection queues the shared encoded
+    /// bytes as they are: no copy per recipient.
+    pub async fn feed_prepared(&mut self, message: &PreparedMessage) -> Result<(), Error> {
+        std::future::poll_fn(|cx| self.poll_ready_side(cx, Side::Write)).await?;
+        self.start_send_prepared_side(message)
+    }
+
+    /// Sends a [`PreparedMessage`] and flushes.
+    pub async fn send_prepared(&mut self, message: &PreparedMessage) -> Result<(), Error> {
+        self.feed_prepared(message).await?;
+        std::future::poll_fn(|cx| self.poll_flush_side(cx, Side::Write)).await
+    }
+
+    /// `poll_ready` of a write half: also woken when the reader moves the
+    /// connection to closing.
+    fn poll_ready_half(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let result = self.poll_ready_side(cx, Side::Write);
+        if result.is_pending() {
+            if let Some(w) = &self.wakers {
+                w.register(Side::Write, cx.waker());
+            }
+        }
+        result
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> WriteHalf<T> {
+    /// [`WebSocket::feed_prepared`] on the write half.
+    pub async fn feed_prepared(&mut self, message: &PreparedMessage) -> Result<(), Error> {
+        std::future::poll_fn(|cx| lock(&self.shared).poll_ready_half(cx)).await?;
+        lock(&self.shared).start_send_prepared_side(message)
+    }
+
+    /// [`WebSocket::send_prepared`] on the write half.
+    pub async fn send_prepared(&mut self, message: &PreparedMessage) -> Result<(), Error> {
+        self.feed_prepared(message).await?;
+        std::future::poll_fn(|cx| lock(&self.shared).poll_flush_side(cx, Side::Write)).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::codec::SHARE_MIN;
+
+    fn drain(queue: &mut WriteQueue, max_per_write: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        while !queue.is_empty() {
+            let (slices, n) = queue.slices();
+            let mut budget = max_per_write;
+            for slice in &slices[..n] {
+                let take = slice.len().min(budget);
+                out.extend_from_slice(&slice[..take]);
+                budget -= take;
+            }
+            let written = max_per_write - budget;
+            queue.advance(written);
+        }
+        out
+    }
+
+    #[test]
+    fn write_queue_keeps_order_across_shared_and_copied_segments_whatever_the_write_sizes() {
+        for max_per_write in [1, 3, 7, 1000, usize::MAX] {
+            let mut queue = WriteQueue::default();
+            queue.tail.extend_from_slice(b"ab");
+            queue.push_shared(Bytes::from_static(b"cde"));
+            queue.tail.extend_from_slice(b"f");
+            queue.push_shared(Bytes::from_static(b"gh"));
+            queue.push_shared(Bytes::from_static(b""));
+            queue.tail.extend_from_slice(b"ij");
+            assert_eq!(queue.len(), 10);
+            assert_eq!(
+                drain(&mut queue, max_per_write),
+                b"abcdefghij",
+                "{max_per_write}"
+            );
+            assert_eq!(queue.len(), 0);
+        }
+    }
+
+    #[test]
+    fn server_queues_large_payload_without_copying_it() {
+        let (io, _peer) = tokio::io::duplex(16);
+        let mut ws = WebSocket::from_upgraded(io, Role::Server, Config::default());
+        let payload = Bytes::from(vec![7u8; SHARE_MIN]);
+        ws.queue(&Message::Binary(payload.clone())).unwrap();
+        let queued = ws.writes.shared.back().unwrap();
+        assert_eq!(queued.as_ptr(), payload.as_ptr());
+        // A small one is copied: one more I/O slice would cost more than the copy.
+        ws.queue(&Message::binary(vec![1u8; 10])).unwrap();
+        assert_eq!(ws.writes.tail.len(), 2 + 10);
+    }
+
+    #[test]
+    fn prepared_message_is_shared_by_every_server_connection() {
+        let prepared = PreparedMessage::new(Message::text("to all")).unwrap();
+        for _ in 0..3 {
+            let (io, _peer) = tokio::io::duplex(16);
+            let mut ws = WebSocket::from_upgraded(io, Role::Server, Config::default());
+            ws.start_send_prepared_side(&prepared).unwrap();
+            assert_eq!(
+                ws.writes.shared.back().unwrap().as_ptr(),
+                prepared.encoded().as_ptr()
+            );
+        }
+    }
+
+    #[test]
+    fn client_encodes_prepared_message_anew_with_its_own_mask() {
+        let prepared = PreparedMessage::new(Message::binary(vec![0u8; 2000])).unwrap();
+        let (io, _peer) = tokio::io::duplex(16);
+        let mut ws = WebSocket::from_upgraded(io, Role::Client, Config::default());
+        ws.start_send_prepared_side(&prepared).unwrap();
+        assert!(ws.writes.shared.is_empty());
+        assert_eq!(ws.writes.tail.len(), 4 + 4 + 2000);
+    }
 
     #[test]
     fn close_reason_is_cut_at_a_char_boundary_within_123_bytes() {

@@ -390,3 +390,38 @@ async fn close_with_unsendable_code_is_refused() {
     // The connection is still usable.
     ws.send(Message::text("fine")).await.unwrap();
 }
+
+#[tokio::test]
+async fn prepared_message_reaches_every_connection() {
+    let prepared = wscodec::PreparedMessage::new(Message::binary(vec![5u8; 50_000])).unwrap();
+    let mut clients = Vec::new();
+    let mut servers = Vec::new();
+    for _ in 0..3 {
+        let (client, server) = pair(Config::default());
+        clients.push(client);
+        servers.push(server);
+    }
+    for server in &mut servers {
+        server.send_prepared(&prepared).await.unwrap();
+    }
+    for client in &mut clients {
+        assert_eq!(client.next().await.unwrap().unwrap(), *prepared.message());
+    }
+    // A client sends it masked with its own key; the server still reads it.
+    let (client, mut server) = pair(Config::default());
+    let (mut tx, _rx) = client.split();
+    tx.send_prepared(&prepared).await.unwrap();
+    assert_eq!(server.next().await.unwrap().unwrap(), *prepared.message());
+}
+
+#[tokio::test]
+async fn server_fragments_share_slices_of_a_large_payload_and_arrive_whole() {
+    let config = Config::default().fragment_size(Some(3000));
+    let (mut client, mut server) = pair(config);
+    let payload: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    server.send(Message::binary(payload.clone())).await.unwrap();
+    assert_eq!(
+        client.next().await.unwrap().unwrap(),
+        Message::binary(payload)
+    );
+}
