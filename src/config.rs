@@ -104,6 +104,10 @@ pub struct Config {
     pub handshake_timeout: Option<Duration>,
     /// Send a ping after this long without receiving anything. Default off.
     pub keepalive_interval: Option<Duration>,
+    /// Let `poll_flush` wait while a complete frame is already buffered for the
+    /// stream, so replies to a burst of input leave in one write (see
+    /// [`WebSocket`](crate::WebSocket)'s docs on batching). Default on.
+    pub batch_writes: bool,
     /// Send data messages longer than this as several frames of at most this many
     /// payload bytes (§5.4). Default off: one frame per message.
     pub fragment_size: Option<usize>,
@@ -120,6 +124,7 @@ impl Default for Config {
             close_timeout: Duration::from_secs(10),
             handshake_timeout: Some(Duration::from_secs(10)),
             keepalive_interval: None,
+            batch_writes: true,
             fragment_size: None,
             idle_timeout: None,
         }
@@ -154,6 +159,12 @@ impl Config {
     /// Sets [`Config::keepalive_interval`].
     pub fn keepalive_interval(mut self, interval: Option<Duration>) -> Self {
         self.keepalive_interval = interval;
+        self
+    }
+
+    /// Sets [`Config::batch_writes`].
+    pub fn batch_writes(mut self, batch: bool) -> Self {
+        self.batch_writes = batch;
         self
     }
 

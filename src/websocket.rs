@@ -46,7 +46,7 @@ use tokio_util::codec::Decoder;
 use crate::codec::{encode_message, FrameSink, MessageCodec, PreparedMessage};
 use crate::config::{Config, Role};
 use crate::error::Error;
-use crate::frame::MAX_CONTROL_PAYLOAD;
+use crate::frame::{FrameHeader, MAX_CONTROL_PAYLOAD};
 use crate::message::{CloseCode, CloseFrame, Message, Utf8Bytes};
 
 /// The first read reserves this much; the buffer grows with what arrives.
@@ -219,11 +219,24 @@ impl Wake for WriteWakers {
 ///
 /// # Batching
 ///
-/// Sending only appends to a write buffer; the buffer goes to the socket on
+/// Sending only appends to a write queue; the queue goes to the socket on
 /// `poll_flush` (which `SinkExt::send` calls), when it exceeds
 /// [`Config::write_buffer_limit`], and whenever the stream is about to wait for
-/// input. `StreamExt::forward` and `SinkExt::feed` followed by one `flush` send
-/// many messages in one write.
+/// input. With [`Config::batch_writes`] (the default), `poll_flush` also waits
+/// while a complete frame is already in the read buffer, since the stream will
+/// hand it over without waiting and write everything queued before it next
+/// waits. So the obvious echo loop
+///
+/// ```ignore
+/// while let Some(message) = ws.next().await {
+///     ws.send(message?).await?;
+/// }
+/// ```
+///
+/// answers a burst of pipelined messages with one write, not one per message.
+/// The price: if you stop polling the stream while messages it has read are
+/// still unread, what you sent since waits for your next poll (or for
+/// `close`). Set `batch_writes` to `false` to make every flush write.
 ///
 /// # Runtime
 ///
@@ -694,15 +707,38 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WebSocket<T> {
             // Whatever was queued went out while closing, or cannot any more.
             return Poll::Ready(Ok(()));
         }
+        if self.config.batch_writes && self.phase == Phase::Open && self.frame_buffered() {
+            // The next poll_next returns at once, and the stream writes all that
+            // is queued before it waits for input: an echo loop's replies to one
+            // read leave in one write.
+            return Poll::Ready(Ok(()));
+        }
         ready!(self.poll_write_all(cx, side))?;
         Poll::Ready(Ok(()))
+    }
+
+    /// Whether a whole frame waits in the read buffer (a frame being decoded
+    /// still starts at its front).
+    fn frame_buffered(&self) -> bool {
+        match FrameHeader::parse(&self.read_buf) {
+            Ok(Some((header, header_len))) => {
+                (self.read_buf.len() - header_len) as u64 >= header.payload_len
+            }
+            // A bad header is an error the next poll_next reports at once.
+            Err(_) => true,
+            Ok(None) => false,
+        }
     }
 
     fn poll_close_side(&mut self, cx: &mut Context<'_>, side: Side) -> Poll<Result<(), Error>> {
         if self.phase == Phase::Open {
             self.queue_close(Some(CloseFrame::new(CloseCode::NORMAL, "")));
         }
-        self.poll_flush_side(cx, side)
+        if self.phase == Phase::Done {
+            return Poll::Ready(Ok(()));
+        }
+        ready!(self.poll_write_all(cx, side))?;
+        Poll::Ready(Ok(()))
     }
 }
 

@@ -425,3 +425,80 @@ async fn server_fragments_share_slices_of_a_large_payload_and_arrive_whole() {
         Message::binary(payload)
     );
 }
+
+/// Counts the writes reaching the transport.
+struct CountingWrites<T> {
+    inner: T,
+    writes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for CountingWrites<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for CountingWrites<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+async fn writes_for_pipelined_echo(config: Config) -> usize {
+    let (mut raw, io) = tokio::io::duplex(1 << 20);
+    let writes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let io = CountingWrites {
+        inner: io,
+        writes: writes.clone(),
+    };
+    let mut ws = wscodec::WebSocket::from_upgraded(io, wscodec::Role::Server, config);
+    let mut burst = Vec::new();
+    for i in 0..100u8 {
+        burst.extend(client_frame(true, 0x2, &[i; 16]));
+    }
+    raw.write_all(&burst).await.unwrap();
+    for _ in 0..100 {
+        let m = ws.next().await.unwrap().unwrap();
+        ws.send(m).await.unwrap();
+    }
+    // Once the burst is answered, the stream writes what is left before waiting.
+    let _ = tokio::time::timeout(Duration::from_millis(20), ws.next()).await;
+    for i in 0..100u8 {
+        let (_, _, payload) = read_server_frame(&mut raw).await.unwrap();
+        assert_eq!(payload, vec![i; 16], "echoed in order");
+    }
+    writes.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[tokio::test]
+async fn echo_loop_with_send_batches_replies_to_a_pipelined_burst() {
+    let batched = writes_for_pipelined_echo(Config::default()).await;
+    assert!(batched <= 2, "{batched} writes for 100 pipelined messages");
+    let unbatched = writes_for_pipelined_echo(Config::default().batch_writes(false)).await;
+    assert!(
+        unbatched >= 100,
+        "every flush writes when batching is off: {unbatched}"
+    );
+}
