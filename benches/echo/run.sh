@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# End-to-end echo benchmark: wscodec's examples/echo against echo servers
+# written with tokio-tungstenite, fastwebsockets and tokio-websockets (each in
+# its own idiom, each on a single-threaded runtime) and a raw TCP echo (the
+# limit). Server on one core, load generator on the other; servers interleaved
+# within each repetition; medians and ratios printed as a table. Then memory per
+# idle connection: N connections after the handshake and one message each,
+# server RSS growth divided by N.
+#
+#   benches/echo/run.sh                  # full matrix, 3 repetitions, 10 000 idle connections
+#   REPS=1 SECONDS_PER_RUN=1 benches/echo/run.sh
+#   CELLS="16:1 16:100" SERVERS="echo echo_tungstenite" benches/echo/run.sh
+#   IDLE=0 benches/echo/run.sh           # skip the memory measurement
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+REPS=${REPS:-3}
+SECONDS_PER_RUN=${SECONDS_PER_RUN:-2}
+IDLE=${IDLE:-10000}
+SERVERS=${SERVERS:-"echo echo_tungstenite echo_fastwebsockets echo_tokio_websockets echo_raw_tcp"}
+# size:connections[:in-flight per connection]; "lat" marks the latency cell.
+CELLS=${CELLS:-"16:1 1024:1 16384:1 1048576:1:2 16:100 1024:100 16384:100 1048576:100:2 lat"}
+SERVER_CPU=${SERVER_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+OUT=target/bench-echo
+mkdir -p "$OUT"
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+cargo build --release --examples >/dev/null
+BIN=target/release/examples
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+wait_port() {
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "server did not listen on $1" >&2
+    return 1
+}
+
+start_server() { # name -> sets PID PORT
+    PORT=$(free_port)
+    taskset -c "$SERVER_CPU" "$BIN/$1" "127.0.0.1:$PORT" >/dev/null 2>&1 &
+    PID=$!
+    wait_port "$PORT"
+}
+
+stop_server() { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }
+trap 'stop_server' EXIT
+
+raw_flag() { [[ $1 == echo_raw_tcp ]] && echo --raw || true; }
+
+results=$OUT/results.txt
+: > "$results"
+for rep in $(seq "$REPS"); do
+    for cell in $CELLS; do
+        if [[ $cell == lat ]]; then size=16 conns=1 inflight=1
+        else IFS=: read -r size conns inflight <<< "$cell"; inflight=${inflight:-16}
+        fi
+        # Rotate the order each repetition so no server always runs first.
+        order=($SERVERS)
+        shift_by=$(( (rep - 1) % ${#order[@]} ))
+        order=("${order[@]:$shift_by}" "${order[@]:0:$shift_by}")
+        for server in "${order[@]}"; do
+            start_server "$server"
+            line=$(taskset -c "$LOAD_CPU" timeout 120 "$BIN/echo_load" "127.0.0.1:$PORT" \
+                --size "$size" --conns "$conns" --inflight "$inflight" \
+                --seconds "$SECONDS_PER_RUN" $(raw_flag "$server") || echo "rate=0 p50_us=0 p99_us=0 max_us=0 FAILED")
+            stop_server
+            echo "$cell $server $line" | tee -a "$results"
+        done
+    done
+done
+
+memory=$OUT/memory.txt
+: > "$memory"
+if (( IDLE > 0 )); then
+    for server in $SERVERS; do
+        start_server "$server"
+        before=$(awk '/VmRSS/ {print $2}' "/proc/$PID/status")
+        fifo=$OUT/idle.fifo; rm -f "$fifo"; mkfifo "$fifo"
+        taskset -c "$LOAD_CPU" "$BIN/echo_load" "127.0.0.1:$PORT" --idle "$IDLE" --hold 30 $(raw_flag "$server") > "$fifo" &
+        load=$!
+        read -r _ < "$fifo"   # "ready": every connection has echoed one message
+        sleep 1
+        after=$(awk '/VmRSS/ {print $2}' "/proc/$PID/status")
+        kill "$load" 2>/dev/null || true; wait "$load" 2>/dev/null || true
+        stop_server
+        echo "$server $IDLE $before $after" | tee -a "$memory"
+    done
+fi
+
+python3 - "$results" "$memory" "$SERVERS" <<'PY'
+import statistics, sys
+from collections import defaultdict
+results, memory, servers = sys.argv[1], sys.argv[2], sys.argv[3].split()
+peers = [s for s in servers if s not in ("echo", "echo_raw_tcp")]
+cells, rows = [], defaultdict(lambda: defaultdict(list))
+for line in open(results):
+    cell, server, *kv = line.split()
+    if cell not in cells: cells.append(cell)
+    f = dict(x.split("=") for x in kv if "=" in x)
+    rows[cell][server].append((float(f["rate"]), int(f["p50_us"]), int(f["p99_us"])))
+def med(xs, i): return statistics.median(x[i] for x in xs)
+def label(c):
+    if c == "lat": return "16 B x 1, 1 in flight"
+    size, conns = c.split(":")[:2]; size = int(size)
+    s = f"{size // 1048576} MiB" if size >= 1048576 else f"{size // 1024} KiB" if size >= 1024 else f"{size} B"
+    return f"{s} x {conns}"
+names = {"echo": "wscodec", "echo_tungstenite": "tungstenite", "echo_fastwebsockets": "fastwebsockets",
+         "echo_tokio_websockets": "tokio-websockets", "echo_raw_tcp": "raw TCP"}
+print("\nmessages/s (median of repetitions); p50/p99 round trip in µs for wscodec")
+print("| cell | " + " | ".join(names.get(s, s) for s in servers) + " | wscodec / best peer | wscodec / raw TCP | wscodec p50 / p99 µs |")
+print("|---" * (len(servers) + 4) + "|")
+for c in cells:
+    r = rows[c]
+    rate = {s: med(r[s], 0) for s in servers if r[s]}
+    best = max((rate[s] for s in peers if s in rate), default=0)
+    ours = rate.get("echo", 0)
+    ratio = f"{ours / best:.2f}" if best else "-"
+    raw = f"{ours / rate['echo_raw_tcp']:.2f}" if rate.get("echo_raw_tcp") else "-"
+    lat = f"{med(r['echo'], 1):.0f} / {med(r['echo'], 2):.0f}" if r["echo"] else "-"
+    print(f"| {label(c)} | " + " | ".join(f"{rate.get(s, 0):,.0f}" for s in servers) + f" | {ratio} | {raw} | {lat} |")
+mem = [l.split() for l in open(memory) if l.strip()]
+if mem:
+    print("\nmemory per idle connection (server RSS growth / connections)")
+    print("| server | connections | RSS before KiB | RSS after KiB | per connection |")
+    print("|---|---|---|---|---|")
+    for server, n, before, after in mem:
+        per = (int(after) - int(before)) * 1024 / int(n)
+        print(f"| {names.get(server, server)} | {n} | {before} | {after} | {per / 1000:.1f} KB |")
+PY
