@@ -49,8 +49,11 @@ use crate::error::Error;
 use crate::frame::{FrameHeader, MAX_CONTROL_PAYLOAD};
 use crate::message::{CloseCode, CloseFrame, Message, Utf8Bytes};
 
-/// The first read reserves this much; the buffer grows with what arrives.
+/// The first read reserves this much, so an idle connection holds little.
 const READ_CHUNK: usize = 4096;
+/// While reads keep filling the buffer (a busy peer, pipelined messages), the
+/// read size doubles up to this, so a burst costs few system calls.
+const MAX_READ_CHUNK: usize = 64 << 10;
 /// An empty buffer larger than this is given back to the allocator after a burst.
 const SHRINK_ABOVE: usize = 64 << 10;
 
@@ -268,6 +271,8 @@ pub struct WebSocket<T> {
     codec: MessageCodec,
     config: Config,
     read_buf: BytesMut,
+    /// How much the next read reserves room for; see [`MAX_READ_CHUNK`].
+    read_chunk: usize,
     writes: WriteQueue,
     phase: Phase,
     /// We queued a Close frame: no more messages may be sent.
@@ -302,6 +307,7 @@ impl<T> WebSocket<T> {
             role,
             config,
             read_buf,
+            read_chunk: READ_CHUNK,
             writes: WriteQueue::default(),
             phase: Phase::Open,
             close_sent: false,
@@ -477,17 +483,23 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WebSocket<T> {
 
     /// Reads more bytes into the read buffer; `Ok(0)` is EOF.
     fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.read_buf.capacity() == self.read_buf.len() {
-            // Grow with what is buffered (amortised doubling), never by what a
-            // header merely declares.
-            let grow = self.read_buf.len().clamp(READ_CHUNK, 1 << 20);
+        let spare = self.read_buf.capacity() - self.read_buf.len();
+        if spare < self.read_chunk / 4 {
+            // Grow by the read size, or with what is buffered (amortised doubling
+            // for a large frame), never by what a header merely declares.
+            let grow = self.read_chunk.max(self.read_buf.len().min(1 << 20));
             self.read_buf.reserve(grow);
         }
+        let spare = self.read_buf.capacity() - self.read_buf.len();
         let n = ready!(tokio_util::io::poll_read_buf(
             Pin::new(&mut self.io),
             cx,
             &mut self.read_buf
         ))?;
+        if n == spare && self.read_chunk < MAX_READ_CHUNK {
+            // The read filled the buffer: more is probably waiting.
+            self.read_chunk *= 2;
+        }
         Poll::Ready(Ok(n))
     }
 

@@ -19,10 +19,10 @@ async fn handle(
         let Ok(ws) = fut.await else { return };
         let mut ws = FragmentCollector::new(ws);
         while let Ok(frame) = ws.read_frame().await {
-            match frame.opcode {
-                OpCode::Close => break,
-                OpCode::Text | OpCode::Binary if ws.write_frame(frame).await.is_err() => break,
-                _ => {}
+            let close = matches!(frame.opcode, OpCode::Close);
+            let data = matches!(frame.opcode, OpCode::Text | OpCode::Binary);
+            if close || (data && ws.write_frame(frame).await.is_err()) {
+                break;
             }
         }
     });
