@@ -534,6 +534,27 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WebSocket<T> {
 
     fn poll_next_open(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
         loop {
+            // Every ping decoded queues a pong, and a large read buffer can hold
+            // thousands of pings: while our output is over its limit, decode
+            // nothing more, so a peer that pings without reading cannot grow the
+            // queue past the limit.
+            let limit = self.config.write_buffer_limit;
+            if self.writes.len() > limit {
+                match self.poll_write_down_to(cx, Side::Read, limit) {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(e)) => {
+                        self.fail(e.into());
+                        return Poll::Pending;
+                    }
+                    Poll::Pending => {
+                        if self.poll_timers(cx).is_ready() {
+                            self.phase = Phase::Done;
+                            return Poll::Ready(None);
+                        }
+                        return Poll::Pending;
+                    }
+                }
+            }
             match self.codec.decode(&mut self.read_buf) {
                 Ok(Some(message)) => {
                     self.received_activity();

@@ -502,3 +502,39 @@ async fn echo_loop_with_send_batches_replies_to_a_pipelined_burst() {
         "every flush writes when batching is off: {unbatched}"
     );
 }
+
+/// Regression: pongs were bounded only before the next socket read, so pings
+/// already in a large read buffer could each queue a pong past the limit.
+#[tokio::test]
+async fn pings_already_buffered_cannot_push_pongs_past_the_write_limit() {
+    let mut buffered = Vec::new();
+    for _ in 0..2000 {
+        buffered.extend(client_frame(true, 0x9, &[0xEE; 125]));
+    }
+    // The peer reads nothing, and the pipe takes only 64 bytes.
+    let (_peer, io) = tokio::io::duplex(64);
+    let limit = 4096;
+    let config = Config::default().write_buffer_limit(limit);
+    let mut ws = wscodec::WebSocket::from_parts(
+        io,
+        wscodec::Role::Server,
+        config,
+        bytes::BytesMut::from(&buffered[..]),
+    );
+    let mut pings = 0;
+    while let Ok(Some(Ok(Message::Ping(_)))) =
+        tokio::time::timeout(Duration::from_millis(50), ws.next()).await
+    {
+        pings += 1;
+        assert!(pings < 2000, "never stopped decoding pings");
+    }
+    assert!(
+        pings * 127 > limit,
+        "the pongs reached the limit ({pings} pings)"
+    );
+    assert!(
+        ws.pending_write_bytes() <= limit + 127,
+        "{} bytes of pongs queued with a {limit}-byte limit",
+        ws.pending_write_bytes()
+    );
+}
