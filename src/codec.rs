@@ -38,6 +38,29 @@ use crate::mask::apply_mask;
 use crate::message::{CloseFrame, Message, Utf8Bytes};
 use crate::utf8::Utf8Validator;
 
+/// The permessage-deflate state, when the feature is on.
+#[cfg(feature = "deflate")]
+pub(crate) use crate::deflate::Deflate as Compressor;
+
+/// Stands in for the permessage-deflate state when the feature is off: a type
+/// with no values, so every path that would use it is statically dead.
+#[cfg(not(feature = "deflate"))]
+#[derive(Debug)]
+pub(crate) enum Compressor {}
+
+#[cfg(not(feature = "deflate"))]
+impl Compressor {
+    fn wants(&self, _: usize) -> bool {
+        match *self {}
+    }
+    fn compress(&mut self, _: &[u8]) -> Result<Bytes, Error> {
+        match *self {}
+    }
+    fn decompress(&mut self, _: &[u8], _: bool, _: &mut Vec<u8>, _: usize) -> Result<(), Error> {
+        match *self {}
+    }
+}
+
 /// One frame, with its payload unmasked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
@@ -319,17 +342,18 @@ pub(crate) fn encode_frame_parts(
 fn put_data_frame(
     role: Role,
     fin: bool,
+    rsv: u8,
     opcode: OpCode,
     payload: &Bytes,
     dst: &mut impl FrameSink,
 ) {
     if role == Role::Server && payload.len() >= SHARE_MIN {
-        put_header(role, fin, 0, opcode, payload.len(), dst.buf());
+        put_header(role, fin, rsv, opcode, payload.len(), dst.buf());
         if !dst.try_share(payload) {
             dst.buf().put_slice(payload);
         }
     } else {
-        encode_frame(role, fin, 0, opcode, payload, dst.buf());
+        encode_frame(role, fin, rsv, opcode, payload, dst.buf());
     }
 }
 
@@ -341,6 +365,7 @@ pub(crate) fn encode_message(
     role: Role,
     message: &Message,
     fragment_size: usize,
+    compressor: Option<&mut Compressor>,
     dst: &mut impl FrameSink,
 ) -> Result<(), Error> {
     let (opcode, payload): (OpCode, &Bytes) = match message {
@@ -381,26 +406,30 @@ pub(crate) fn encode_message(
             return Ok(());
         }
     };
+    // RFC 7692 §6: a compressed message has RSV1 on its first frame only.
+    let compressed;
+    let (payload, rsv) = match compressor {
+        Some(c) if c.wants(payload.len()) => {
+            compressed = c.compress(payload)?;
+            (&compressed, 0b100)
+        }
+        _ => (payload, 0),
+    };
     let fragment_size = fragment_size.max(1);
     if payload.len() <= fragment_size {
-        put_data_frame(role, true, opcode, payload, dst);
+        put_data_frame(role, true, rsv, opcode, payload, dst);
         return Ok(());
     }
     let mut start = 0;
     while start < payload.len() {
         let end = (start + fragment_size).min(payload.len());
-        let op = if start == 0 {
-            opcode
+        let (op, rsv) = if start == 0 {
+            (opcode, rsv)
         } else {
-            OpCode::Continuation
+            (OpCode::Continuation, 0)
         };
-        put_data_frame(
-            role,
-            end == payload.len(),
-            op,
-            &payload.slice(start..end),
-            dst,
-        );
+        let piece = payload.slice(start..end);
+        put_data_frame(role, end == payload.len(), rsv, op, &piece, dst);
         start = end;
     }
     Ok(())
@@ -432,7 +461,7 @@ impl PreparedMessage {
     /// control message over 125 bytes, or an unsendable close code.
     pub fn new(message: Message) -> Result<Self, Error> {
         let mut buf = BytesMut::new();
-        encode_message(Role::Server, &message, usize::MAX, &mut buf)?;
+        encode_message(Role::Server, &message, usize::MAX, None, &mut buf)?;
         Ok(PreparedMessage {
             message,
             encoded: buf.freeze(),
@@ -454,7 +483,10 @@ impl PreparedMessage {
 #[derive(Debug)]
 struct PartialMessage {
     opcode: OpCode,
+    /// The fragments so far, of an uncompressed message.
     data: BytesMut,
+    /// What the fragments inflated to so far, of a compressed message.
+    inflated: Option<Vec<u8>>,
 }
 
 /// Reassembly state: the message in progress, the UTF-8 validator for text, and
@@ -466,6 +498,34 @@ struct Assembler {
     validator: Utf8Validator,
     /// Whether the frame now arriving carries text to validate.
     frame_is_text: bool,
+    /// Whether the message now arriving is compressed (RSV1 on its first frame).
+    compressed: bool,
+    /// The permessage-deflate state, once negotiated.
+    deflate: Option<Compressor>,
+}
+
+/// Inflates one frame of a compressed message onto `out`, validating what comes
+/// out if it is text.
+fn inflate_frame(
+    deflate: &mut Option<Compressor>,
+    validator: &mut Utf8Validator,
+    is_text: bool,
+    frame: &Frame,
+    out: &mut Vec<u8>,
+    limit: usize,
+) -> Result<(), Error> {
+    // The frame codec lets RSV1 through only once deflate is negotiated.
+    let Some(deflate) = deflate.as_mut() else {
+        return Err(ProtocolError::ReservedBitsSet.into());
+    };
+    let before = out.len();
+    deflate.decompress(&frame.payload, frame.fin, out, limit)?;
+    if is_text {
+        validator
+            .feed(&out[before..])
+            .map_err(|_| ProtocolError::InvalidUtf8)?;
+    }
+    Ok(())
 }
 
 impl Assembler {
@@ -491,6 +551,34 @@ impl Assembler {
             OpCode::Ping => Ok(Some(Message::Ping(frame.payload))),
             OpCode::Pong => Ok(Some(Message::Pong(frame.payload))),
             OpCode::Close => Ok(Some(Message::Close(CloseFrame::parse(frame.payload)?))),
+            OpCode::Text | OpCode::Binary if self.compressed => {
+                let is_text = frame.opcode == OpCode::Text;
+                let mut out = Vec::new();
+                let limit = self.max_message_size;
+                inflate_frame(
+                    &mut self.deflate,
+                    &mut self.validator,
+                    is_text,
+                    &frame,
+                    &mut out,
+                    limit,
+                )?;
+                if !frame.fin {
+                    self.partial = Some(PartialMessage {
+                        opcode: frame.opcode,
+                        data: BytesMut::new(),
+                        inflated: Some(out),
+                    });
+                    return Ok(None);
+                }
+                let data = Bytes::from(out);
+                if is_text {
+                    text_done(&self.validator)?;
+                    Ok(Some(Message::Text(Utf8Bytes::from_validated(data))))
+                } else {
+                    Ok(Some(Message::Binary(data)))
+                }
+            }
             OpCode::Text | OpCode::Binary if frame.fin => {
                 if frame.opcode == OpCode::Text {
                     text_done(&self.validator)?;
@@ -505,6 +593,7 @@ impl Assembler {
                 self.partial = Some(PartialMessage {
                     opcode: frame.opcode,
                     data: BytesMut::from(&frame.payload[..]),
+                    inflated: None,
                 });
                 Ok(None)
             }
@@ -513,13 +602,33 @@ impl Assembler {
                 let Some(partial) = self.partial.as_mut() else {
                     return Err(ProtocolError::UnexpectedContinuation.into());
                 };
-                partial.data.extend_from_slice(&frame.payload);
+                let is_text = partial.opcode == OpCode::Text;
+                match &mut partial.inflated {
+                    Some(out) => {
+                        let limit = self.max_message_size;
+                        inflate_frame(
+                            &mut self.deflate,
+                            &mut self.validator,
+                            is_text,
+                            &frame,
+                            out,
+                            limit,
+                        )?
+                    }
+                    None => partial.data.extend_from_slice(&frame.payload),
+                }
                 if !frame.fin {
                     return Ok(None);
                 }
-                let PartialMessage { opcode, data } =
-                    self.partial.take().expect("checked just above");
-                let data = data.freeze();
+                let PartialMessage {
+                    opcode,
+                    data,
+                    inflated,
+                } = self.partial.take().expect("checked just above");
+                let data = match inflated {
+                    Some(out) => Bytes::from(out),
+                    None => data.freeze(),
+                };
                 if opcode == OpCode::Text {
                     text_done(&self.validator)?;
                     Ok(Some(Message::Text(Utf8Bytes::from_validated(data))))
@@ -535,25 +644,41 @@ impl FrameObserver for Assembler {
     fn on_header(&mut self, header: &FrameHeader) -> Result<(), Error> {
         match header.opcode {
             OpCode::Continuation => {
+                // RFC 7692 §6.1: RSV1 marks only a message's first frame.
+                if header.rsv != 0 {
+                    return Err(ProtocolError::ReservedBitsSet.into());
+                }
                 let Some(partial) = &self.partial else {
                     return Err(ProtocolError::UnexpectedContinuation.into());
                 };
-                self.check_size(partial.data.len() as u64 + header.payload_len)?;
-                self.frame_is_text = partial.opcode == OpCode::Text;
+                // A compressed message is bounded as it inflates.
+                if partial.inflated.is_none() {
+                    self.check_size(partial.data.len() as u64 + header.payload_len)?;
+                }
+                self.frame_is_text = partial.opcode == OpCode::Text && partial.inflated.is_none();
             }
             OpCode::Text | OpCode::Binary => {
                 if self.partial.is_some() {
                     return Err(ProtocolError::ExpectedContinuation.into());
                 }
-                self.check_size(header.payload_len)?;
-                self.frame_is_text = header.opcode == OpCode::Text;
-                if self.frame_is_text {
+                self.compressed = header.rsv & 0b100 != 0;
+                if !self.compressed {
+                    self.check_size(header.payload_len)?;
+                }
+                // Compressed text is validated as it inflates, not as it arrives.
+                self.frame_is_text = header.opcode == OpCode::Text && !self.compressed;
+                if header.opcode == OpCode::Text {
                     self.validator = Utf8Validator::new();
                 }
             }
             // Control frames may sit between fragments (§5.4) and leave the
-            // message in progress alone.
-            OpCode::Close | OpCode::Ping | OpCode::Pong => self.frame_is_text = false,
+            // message in progress alone; they are never compressed.
+            OpCode::Close | OpCode::Ping | OpCode::Pong => {
+                if header.rsv != 0 {
+                    return Err(ProtocolError::ReservedBitsSet.into());
+                }
+                self.frame_is_text = false;
+            }
         }
         Ok(())
     }
@@ -592,9 +717,25 @@ impl MessageCodec {
                 partial: None,
                 validator: Utf8Validator::new(),
                 frame_is_text: false,
+                compressed: false,
+                deflate: None,
             },
             fragment_size: usize::MAX,
         }
+    }
+
+    /// Turns on permessage-deflate with the parameters a handshake agreed:
+    /// RSV1 then marks compressed messages, in both directions.
+    #[cfg(feature = "deflate")]
+    pub fn set_deflate(&mut self, params: &crate::deflate::DeflateParams) {
+        self.frames.set_allowed_rsv(0b100);
+        let is_server = self.role() == Role::Server;
+        self.assembler.deflate = Some(Compressor::new(params, is_server));
+    }
+
+    /// The compressor, for encoders outside this type.
+    pub(crate) fn compressor(&mut self) -> Option<&mut Compressor> {
+        self.assembler.deflate.as_mut()
     }
 
     /// Sends data messages longer than `bytes` as several frames of at most
@@ -629,7 +770,13 @@ impl Encoder<Message> for MessageCodec {
     type Error = Error;
 
     fn encode(&mut self, message: Message, dst: &mut BytesMut) -> Result<(), Error> {
-        encode_message(self.frames.role, &message, self.fragment_size, dst)
+        encode_message(
+            self.frames.role,
+            &message,
+            self.fragment_size,
+            self.assembler.deflate.as_mut(),
+            dst,
+        )
     }
 }
 
@@ -637,7 +784,13 @@ impl Encoder<&Message> for MessageCodec {
     type Error = Error;
 
     fn encode(&mut self, message: &Message, dst: &mut BytesMut) -> Result<(), Error> {
-        encode_message(self.frames.role, message, self.fragment_size, dst)
+        encode_message(
+            self.frames.role,
+            message,
+            self.fragment_size,
+            self.assembler.deflate.as_mut(),
+            dst,
+        )
     }
 }
 

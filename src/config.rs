@@ -111,6 +111,10 @@ pub struct Config {
     /// Send data messages longer than this as several frames of at most this many
     /// payload bytes (§5.4). Default off: one frame per message.
     pub fragment_size: Option<usize>,
+    /// permessage-deflate (RFC 7692): offered by a client, accepted by a server
+    /// when the peer offers it. Default `None`: no compression.
+    #[cfg(feature = "deflate")]
+    pub deflate: Option<crate::deflate::DeflateConfig>,
     /// Fail the connection with [`Error::IdleTimeout`](crate::Error::IdleTimeout)
     /// (and close code 1001) after this long without receiving anything. Default off.
     pub idle_timeout: Option<Duration>,
@@ -125,6 +129,8 @@ impl Default for Config {
             handshake_timeout: Some(Duration::from_secs(10)),
             keepalive_interval: None,
             batch_writes: true,
+            #[cfg(feature = "deflate")]
+            deflate: None,
             fragment_size: None,
             idle_timeout: None,
         }
@@ -159,6 +165,13 @@ impl Config {
     /// Sets [`Config::keepalive_interval`].
     pub fn keepalive_interval(mut self, interval: Option<Duration>) -> Self {
         self.keepalive_interval = interval;
+        self
+    }
+
+    /// Sets [`Config::deflate`].
+    #[cfg(feature = "deflate")]
+    pub fn deflate(mut self, deflate: Option<crate::deflate::DeflateConfig>) -> Self {
+        self.deflate = deflate;
         self
     }
 

@@ -121,14 +121,18 @@ pub enum ProtocolError {
     InvalidClosePayload,
     /// A close frame carries a status code that may not be sent on the wire (§7.4).
     InvalidCloseCode(u16),
+    /// A compressed message does not inflate (RFC 7692 §6.2).
+    InvalidCompressedData,
 }
 
 impl ProtocolError {
     /// The close code the connection is failed with (§7.4.1): 1007 for invalid
-    /// UTF-8, 1002 for everything else.
+    /// UTF-8 or compressed data that does not inflate, 1002 for everything else.
     pub fn close_code(&self) -> CloseCode {
         match self {
-            ProtocolError::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            ProtocolError::InvalidUtf8 | ProtocolError::InvalidCompressedData => {
+                CloseCode::INVALID_PAYLOAD
+            }
             _ => CloseCode::PROTOCOL_ERROR,
         }
     }
@@ -157,6 +161,7 @@ impl fmt::Display for ProtocolError {
             ProtocolError::InvalidUtf8 => f.write_str("invalid UTF-8 in text"),
             ProtocolError::InvalidClosePayload => f.write_str("close frame with a 1-byte payload"),
             ProtocolError::InvalidCloseCode(c) => write!(f, "invalid close code {c}"),
+            ProtocolError::InvalidCompressedData => f.write_str("compressed data does not inflate"),
         }
     }
 }

@@ -58,6 +58,8 @@
 
 pub mod codec;
 pub mod config;
+#[cfg(feature = "deflate")]
+pub mod deflate;
 pub mod error;
 pub mod frame;
 pub mod handshake;

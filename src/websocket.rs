@@ -323,6 +323,14 @@ impl<T> WebSocket<T> {
         self.role
     }
 
+    /// Turns on permessage-deflate with parameters agreed in a handshake done
+    /// elsewhere (a hyper upgrade, say); `accept_with` and `connect_with` do
+    /// this themselves when [`Config::deflate`] is set.
+    #[cfg(feature = "deflate")]
+    pub fn set_deflate(&mut self, params: &crate::deflate::DeflateParams) {
+        self.codec.set_deflate(params);
+    }
+
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config
@@ -351,7 +359,13 @@ impl<T> WebSocket<T> {
 
     fn queue(&mut self, message: &Message) -> Result<(), Error> {
         let fragment_size = self.config.fragment_size.unwrap_or(usize::MAX);
-        encode_message(self.role, message, fragment_size, &mut self.writes)
+        encode_message(
+            self.role,
+            message,
+            fragment_size,
+            self.codec.compressor(),
+            &mut self.writes,
+        )
     }
 
     fn queue_prepared(&mut self, prepared: &PreparedMessage) -> Result<(), Error> {
