@@ -462,6 +462,8 @@ fn reason_phrase(status: u16) -> &'static str {
 /// ```
 #[derive(Debug, Clone)]
 pub struct ClientRequest {
+    /// A `Sec-WebSocket-Extensions` offer `connect_with` adds from its config.
+    extensions: Option<String>,
     secure: bool,
     host: String,
     path: String,
@@ -498,6 +500,7 @@ impl ClientRequest {
             return Err(invalid("path has spaces or control characters"));
         }
         Ok(ClientRequest {
+            extensions: None,
             secure,
             host: host.to_owned(),
             path,
@@ -590,6 +593,9 @@ impl ClientRequest {
         if !self.subprotocols.is_empty() {
             put_header(dst, "Sec-WebSocket-Protocol", &self.subprotocols.join(", "));
         }
+        if let Some(offer) = &self.extensions {
+            put_header(dst, "Sec-WebSocket-Extensions", offer);
+        }
         for (n, v) in &self.headers {
             put_header(dst, n, v);
         }
@@ -621,7 +627,9 @@ impl ClientRequest {
                 ));
             }
         }
-        if response.headers.get("sec-websocket-extensions").is_some() {
+        // §4.1: an extension we did not offer fails the connection; one we did
+        // is checked by its own negotiation.
+        if self.extensions.is_none() && response.headers.get("sec-websocket-extensions").is_some() {
             return Err(HandshakeError::UnexpectedNegotiation(
                 "Sec-WebSocket-Extensions",
             ));
@@ -767,6 +775,8 @@ where
 {
     let limits = config.limits.clone();
     let mut buf = BytesMut::new();
+    #[cfg(feature = "deflate")]
+    let mut deflate = None;
     let head_len = with_timeout(
         config.handshake_timeout,
         read_head(&mut io, &mut buf, &limits),
@@ -781,6 +791,16 @@ where
         })
         .and_then(|(request, len)| match callback(&request) {
             Ok(accept) => {
+                #[cfg(feature = "deflate")]
+                let accept = match config.deflate.as_ref().and_then(|d| {
+                    d.negotiate_server(request.headers().get_all("sec-websocket-extensions"))
+                }) {
+                    Some((params, response)) => {
+                        deflate = Some(params);
+                        accept.header("Sec-WebSocket-Extensions", response)
+                    }
+                    None => accept,
+                };
                 accept.write_response(&request, &mut out)?;
                 Ok(len)
             }
@@ -812,7 +832,13 @@ where
     }
     let head_len = outcome?;
     let _ = buf.split_to(head_len);
-    Ok(WebSocket::from_parts(io, Role::Server, config, buf))
+    #[allow(unused_mut)]
+    let mut ws = WebSocket::from_parts(io, Role::Server, config, buf);
+    #[cfg(feature = "deflate")]
+    if let Some(params) = &deflate {
+        ws.set_deflate(params);
+    }
+    Ok(ws)
 }
 
 /// Connects as a client over `io` (already connected to the server) with the
@@ -840,6 +866,12 @@ pub async fn connect_with<T>(
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
+    #[allow(unused_mut)]
+    let mut request = request;
+    #[cfg(feature = "deflate")]
+    if let Some(deflate) = &config.deflate {
+        request.extensions = Some(deflate.offer());
+    }
     let key = generate_key();
     let mut out = BytesMut::new();
     request.write(&key, &mut out)?;
@@ -853,11 +885,22 @@ where
     let head_len = with_timeout(config.handshake_timeout, exchange).await?;
     let (response, _) = Response::parse(&buf[..head_len], &limits)?;
     request.validate_response(&response, &key)?;
+    #[cfg(feature = "deflate")]
+    let deflate = match (
+        &config.deflate,
+        response.headers().get("sec-websocket-extensions"),
+    ) {
+        (Some(ours), Some(answer)) => Some(ours.negotiate_client(answer)?),
+        _ => None,
+    };
     let _ = buf.split_to(head_len);
-    Ok((
-        WebSocket::from_parts(io, Role::Client, config, buf),
-        response,
-    ))
+    #[allow(unused_mut)]
+    let mut ws = WebSocket::from_parts(io, Role::Client, config, buf);
+    #[cfg(feature = "deflate")]
+    if let Some(params) = &deflate {
+        ws.set_deflate(params);
+    }
+    Ok((ws, response))
 }
 
 #[cfg(test)]
