@@ -46,6 +46,11 @@ async fn open(uri: &str) -> Result<WebSocket<TcpStream>> {
     let request = ClientRequest::new(uri)?;
     let tcp = TcpStream::connect(request.connect_addr()).await?;
     tcp.set_nodelay(true)?;
-    let (ws, _) = wscodec::connect_with(tcp, request, Config::default()).await?;
+    // Built with `--features deflate`, offer permessage-deflate (sections 12, 13).
+    #[cfg(feature = "deflate")]
+    let config = Config::default().deflate(Some(wscodec::deflate::DeflateConfig::default()));
+    #[cfg(not(feature = "deflate"))]
+    let config = Config::default();
+    let (ws, _) = wscodec::connect_with(tcp, request, config).await?;
     Ok(ws)
 }

@@ -6,10 +6,21 @@
 //!
 //! This is also the server that the Autobahn|Testsuite measures
 //! (`scripts/autobahn.sh`), so it accepts messages up to 64 MiB (frames up to
-//! 16 MiB): the crate's defaults.
+//! 16 MiB): the crate's defaults. Built with `--features deflate`, it accepts
+//! permessage-deflate when a client offers it.
 
 use futures::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
+use wscodec::handshake::{Accept, Request};
+use wscodec::Config;
+
+/// The defaults, plus compression when the crate is built with it.
+fn config() -> Config {
+    #[cfg(feature = "deflate")]
+    return Config::default().deflate(Some(wscodec::deflate::DeflateConfig::default()));
+    #[cfg(not(feature = "deflate"))]
+    Config::default()
+}
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
@@ -30,7 +41,7 @@ async fn main() -> std::io::Result<()> {
 
 async fn serve(tcp: TcpStream) -> Result<(), wscodec::Error> {
     tcp.set_nodelay(true)?;
-    let mut ws = wscodec::accept(tcp).await?;
+    let mut ws = wscodec::accept_with(tcp, config(), |_: &Request| Ok(Accept::new())).await?;
     while let Some(message) = ws.next().await {
         let message = message?;
         // Pings are answered and the closing handshake is run by the WebSocket;
