@@ -262,7 +262,9 @@ fn valid_header(name: &str, value: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-        && !value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
+        // RFC 9110 §5.5: field values are visible characters, spaces, tabs and
+        // obs-text; any other control character makes a head peers refuse.
+        && value.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80)
 }
 
 /// The server's decision to accept: a subprotocol and extra response headers.

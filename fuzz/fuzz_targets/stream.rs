@@ -1,0 +1,561 @@
+//! `WebSocket<T>` over an in-memory `tokio::io::duplex`, driven by an arbitrary
+//! script: the peer sends numbered messages (fragmented, with pings between
+//! fragments) and lets its bytes through in arbitrary pieces; we poll `next()`,
+//! `send()`, `feed()`, `flush()` and `close()` with a no-op waker, often once
+//! and then drop the future (cancellation), and move paused time forward.
+//!
+//! Checks: every message the peer sent is yielded exactly once and in order,
+//! followed by the peer's Close (or the protocol error a violation causes) and
+//! the end of the stream; every send that completed arrives at the peer, a
+//! cancelled one at most once, all in order and before our single Close frame;
+//! every ping is answered once, in order, until we close; and the closing
+//! handshake completes without a timer when the peer cooperates.
+#![no_main]
+
+mod common;
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use arbitrary::Arbitrary;
+use bytes::{Bytes, BytesMut};
+use common::{read_text, write_frame};
+use futures::task::noop_waker_ref;
+use futures::{SinkExt, StreamExt};
+use libfuzzer_sys::fuzz_target;
+use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
+use tokio_util::codec::Decoder;
+use wscodec::{
+    CloseCode, Config, Error, Limits, Message, MessageCodec, ProtocolError, Role, WebSocket,
+};
+
+#[derive(Arbitrary, Debug)]
+enum Op {
+    /// The peer queues its next numbered data message.
+    PeerMessage {
+        text: bool,
+        len: u8,
+        fragments: u8,
+        ping_between: bool,
+    },
+    PeerPing(Vec<u8>),
+    PeerPong(Vec<u8>),
+    /// The peer writes up to this many queued bytes into the pipe.
+    PeerWrite(u16),
+    /// The peer reads whatever we wrote.
+    PeerRead,
+    /// The peer queues a frame with a reserved opcode: we must fail with 1002.
+    PeerViolation,
+    /// The peer queues its Close (1000).
+    PeerClose,
+    /// Poll `next()` once and drop it.
+    Next,
+    /// Poll `next()` up to this many times, pumping the peer in between.
+    NextUntil(u8),
+    /// `send()` of our next numbered message, polled this many times (pumping
+    /// the peer in between) and dropped if still pending.
+    Send {
+        len: u8,
+        text: bool,
+        polls: u8,
+    },
+    /// `feed()`, likewise.
+    Feed {
+        len: u8,
+        text: bool,
+        polls: u8,
+    },
+    Flush {
+        polls: u8,
+    },
+    Close {
+        polls: u8,
+    },
+    /// Move paused time forward.
+    Advance(u16),
+}
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    server: bool,
+    pipe_capacity: u16,
+    write_buffer_limit: u16,
+    fragment_size: Option<u8>,
+    keepalive_secs: Option<u8>,
+    ops: Vec<Op>,
+}
+
+/// Deterministic content for numbered message `n` of about `len` bytes, with
+/// multi-byte characters so that fragments cut code points.
+fn content(prefix: char, n: usize, len: usize) -> String {
+    let mut s = format!("{prefix}{n}:");
+    let filler = ['a', 'é', 'b', '€', 'c', '😀'];
+    let mut i = n;
+    while s.len() < len {
+        s.push(filler[i % filler.len()]);
+        i += 1;
+    }
+    s
+}
+
+fn numbered(prefix: char, n: usize, len: usize, text: bool) -> Message {
+    let s = content(prefix, n, len);
+    if text {
+        Message::text(s)
+    } else {
+        Message::binary(s.into_bytes())
+    }
+}
+
+struct Peer {
+    io: DuplexStream,
+    role: Role,
+    outbox: VecDeque<u8>,
+    inbox: Vec<u8>,
+    eof: bool,
+    shut_down: bool,
+    frames: u32,
+}
+
+impl Peer {
+    fn queue_frame(&mut self, fin: bool, opcode: u8, payload: &[u8]) {
+        self.frames += 1;
+        let key = (self.role == Role::Client)
+            .then(|| self.frames.wrapping_mul(0x9E37_79B9).to_be_bytes());
+        let mut out = Vec::new();
+        write_frame(&mut out, fin, 0, opcode, key, payload);
+        self.outbox.extend(out);
+    }
+
+    /// Writes up to `max` queued bytes; returns how many went in.
+    fn write(&mut self, max: usize) -> usize {
+        let mut cx = Context::from_waker(noop_waker_ref());
+        let mut moved = 0;
+        while moved < max && !self.outbox.is_empty() {
+            let (front, _) = self.outbox.as_slices();
+            let n = front.len().min(max - moved);
+            match Pin::new(&mut self.io).poll_write(&mut cx, &front[..n]) {
+                Poll::Ready(Ok(0)) | Poll::Pending => break,
+                Poll::Ready(Ok(k)) => {
+                    self.outbox.drain(..k);
+                    moved += k;
+                }
+                Poll::Ready(Err(e)) => panic!("peer write failed: {e}"),
+            }
+        }
+        moved
+    }
+
+    fn read(&mut self) -> usize {
+        let mut cx = Context::from_waker(noop_waker_ref());
+        let mut moved = 0;
+        let mut buf = [0u8; 4096];
+        while !self.eof {
+            let mut rb = ReadBuf::new(&mut buf);
+            match Pin::new(&mut self.io).poll_read(&mut cx, &mut rb) {
+                Poll::Ready(Ok(())) if rb.filled().is_empty() => self.eof = true,
+                Poll::Ready(Ok(())) => {
+                    moved += rb.filled().len();
+                    self.inbox.extend_from_slice(rb.filled());
+                }
+                Poll::Ready(Err(e)) => panic!("peer read failed: {e}"),
+                Poll::Pending => break,
+            }
+        }
+        moved
+    }
+
+    /// Moves everything that can move; with `finish`, shuts the write side once
+    /// the outbox is empty. Returns whether anything moved.
+    fn pump(&mut self, finish: bool) -> bool {
+        let mut progress = self.write(usize::MAX) > 0;
+        progress |= self.read() > 0;
+        if finish && self.outbox.is_empty() && !self.shut_down {
+            let mut cx = Context::from_waker(noop_waker_ref());
+            if let Poll::Ready(r) = Pin::new(&mut self.io).poll_shutdown(&mut cx) {
+                r.unwrap();
+                self.shut_down = true;
+                progress = true;
+            }
+        }
+        progress
+    }
+}
+
+/// What happened to a message we sent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Sent {
+    Completed,
+    Refused,
+    Cancelled,
+}
+
+struct Harness {
+    ws: WebSocket<DuplexStream>,
+    peer: Peer,
+    /// What the peer sent that we must yield, in order.
+    expected: VecDeque<Message>,
+    peer_pings: Vec<Bytes>,
+    peer_msgs: usize,
+    /// The peer sent a violation or its Close: it sends nothing more.
+    peer_done: bool,
+    violated: bool,
+    peer_closed: bool,
+    /// We called `close()` while the stream was open.
+    we_closed: bool,
+    /// ...after the violation had reached the pipe: whether we had already
+    /// decoded it (and failed with 1002) is not visible from outside.
+    close_raced_violation: bool,
+    /// What the stream yielded at its end: the Close or the error.
+    terminal: Option<Result<Message, String>>,
+    ended: bool,
+    sent: Vec<(Message, Sent)>,
+}
+
+impl Harness {
+    fn poll_next_once(&mut self) -> bool {
+        let mut cx = Context::from_waker(noop_waker_ref());
+        match self.ws.poll_next_unpin(&mut cx) {
+            Poll::Pending => false,
+            Poll::Ready(item) => {
+                self.on_item(item);
+                true
+            }
+        }
+    }
+
+    fn on_item(&mut self, item: Option<Result<Message, Error>>) {
+        assert!(!self.ended, "polled after the end yielded {item:?}");
+        match item {
+            None => {
+                assert!(self.terminal.is_some(), "ended without a Close or an error");
+                self.ended = true;
+            }
+            Some(Ok(Message::Close(frame))) => {
+                assert!(self.terminal.is_none(), "two terminal items");
+                assert!(
+                    self.peer_closed && !self.violated,
+                    "a Close the peer never sent"
+                );
+                assert!(self.expected.is_empty(), "Close before {:?}", self.expected);
+                assert_eq!(
+                    Message::Close(frame.clone()),
+                    Message::close(CloseCode::NORMAL, "")
+                );
+                self.terminal = Some(Ok(Message::Close(frame)));
+            }
+            Some(Ok(m)) => {
+                read_text(&m);
+                assert!(self.terminal.is_none(), "{m:?} after the end");
+                assert_eq!(
+                    Some(&m),
+                    self.expected.front(),
+                    "lost, duplicated or reordered"
+                );
+                self.expected.pop_front();
+            }
+            Some(Err(e)) => {
+                assert!(self.terminal.is_none(), "{e:?} after the end");
+                assert!(
+                    matches!(e, Error::Protocol(ProtocolError::ReservedOpCode(3))),
+                    "unexpected error {e:?}"
+                );
+                assert!(self.violated && self.expected.is_empty(), "{e:?} too early");
+                self.terminal = Some(Err(e.to_string()));
+            }
+        }
+    }
+
+    /// Polls `fut`-producing operation `polls` times, pumping the peer between
+    /// polls; `None` if it was still pending and got dropped.
+    fn drive<R>(
+        ws: &mut WebSocket<DuplexStream>,
+        peer: &mut Peer,
+        polls: u8,
+        mut make: impl FnMut(&mut WebSocket<DuplexStream>) -> Pin<Box<dyn Future<Output = R> + '_>>,
+    ) -> Option<R> {
+        let mut cx = Context::from_waker(noop_waker_ref());
+        let mut fut = make(ws);
+        for i in 0..=polls % 8 {
+            if i > 0 {
+                peer.pump(false);
+            }
+            if let Poll::Ready(r) = fut.as_mut().poll(&mut cx) {
+                return Some(r);
+            }
+        }
+        None
+    }
+
+    fn send(&mut self, len: u8, text: bool, polls: u8, feed: bool) {
+        let message = numbered('w', self.sent.len(), usize::from(len), text);
+        let m = message.clone();
+        let outcome = Self::drive(&mut self.ws, &mut self.peer, polls, move |ws| {
+            let m = m.clone();
+            if feed {
+                Box::pin(ws.feed(m))
+            } else {
+                Box::pin(ws.send(m))
+            }
+        });
+        let status = match outcome {
+            None => Sent::Cancelled,
+            Some(Ok(())) => Sent::Completed,
+            Some(Err(e)) => {
+                assert!(matches!(e, Error::Closed), "send failed with {e:?}");
+                Sent::Refused
+            }
+        };
+        self.sent.push((message, status));
+    }
+}
+
+fn run(input: Input, rt: &tokio::runtime::Runtime) {
+    let role = if input.server {
+        Role::Server
+    } else {
+        Role::Client
+    };
+    let peer_role = if input.server {
+        Role::Client
+    } else {
+        Role::Server
+    };
+    // Long enough that no Advance op reaches it: only a stall does.
+    let close_timeout = Duration::from_secs(1 << 20);
+    let mut config = Config::default()
+        .write_buffer_limit(usize::from(input.write_buffer_limit))
+        .close_timeout(close_timeout)
+        .keepalive_interval(
+            input
+                .keepalive_secs
+                .map(|s| Duration::from_secs(u64::from(s) + 1)),
+        );
+    if let Some(size) = input.fragment_size {
+        config = config.fragment_size(Some(usize::from(size) + 1));
+    }
+    let (ours, theirs) = tokio::io::duplex(usize::from(input.pipe_capacity).max(16));
+    let mut h = Harness {
+        ws: WebSocket::from_upgraded(ours, role, config),
+        peer: Peer {
+            io: theirs,
+            role: peer_role,
+            outbox: VecDeque::new(),
+            inbox: Vec::new(),
+            eof: false,
+            shut_down: false,
+            frames: 0,
+        },
+        expected: VecDeque::new(),
+        peer_pings: Vec::new(),
+        peer_msgs: 0,
+        peer_done: false,
+        violated: false,
+        peer_closed: false,
+        we_closed: false,
+        close_raced_violation: false,
+        terminal: None,
+        ended: false,
+        sent: Vec::new(),
+    };
+
+    for op in input.ops.into_iter().take(256) {
+        match op {
+            Op::PeerMessage {
+                text,
+                len,
+                fragments,
+                ping_between,
+            } if !h.peer_done => {
+                let n = h.peer_msgs;
+                h.peer_msgs += 1;
+                let message = numbered('p', n, usize::from(len), text);
+                let bytes = match &message {
+                    Message::Text(t) => t.as_bytes().clone(),
+                    Message::Binary(b) => b.clone(),
+                    _ => unreachable!(),
+                };
+                let pieces = usize::from(fragments % 8) + 1;
+                let size = bytes.len().div_ceil(pieces).max(1);
+                let parts: Vec<&[u8]> = if bytes.is_empty() {
+                    vec![&[]]
+                } else {
+                    bytes.chunks(size).collect()
+                };
+                for (i, part) in parts.iter().enumerate() {
+                    let opcode = match (i, text) {
+                        (0, true) => 1,
+                        (0, false) => 2,
+                        _ => 0,
+                    };
+                    let last = i + 1 == parts.len();
+                    h.peer.queue_frame(last, opcode, part);
+                    if ping_between && !last {
+                        let ping = Bytes::from(format!("b{n}.{i}"));
+                        h.peer.queue_frame(true, 9, &ping);
+                        h.expected.push_back(Message::Ping(ping.clone()));
+                        h.peer_pings.push(ping);
+                    }
+                }
+                h.expected.push_back(message);
+            }
+            Op::PeerPing(mut p) if !h.peer_done => {
+                p.truncate(125);
+                h.peer.queue_frame(true, 9, &p);
+                h.expected.push_back(Message::Ping(Bytes::from(p.clone())));
+                h.peer_pings.push(Bytes::from(p));
+            }
+            Op::PeerPong(mut p) if !h.peer_done => {
+                p.truncate(125);
+                h.peer.queue_frame(true, 10, &p);
+                h.expected.push_back(Message::Pong(Bytes::from(p)));
+            }
+            Op::PeerViolation if !h.peer_done => {
+                h.peer.queue_frame(true, 3, b"");
+                h.peer_done = true;
+                h.violated = true;
+            }
+            Op::PeerClose if !h.peer_done => {
+                h.peer.queue_frame(true, 8, &1000u16.to_be_bytes());
+                h.peer_done = true;
+                h.peer_closed = true;
+            }
+            Op::PeerMessage { .. } | Op::PeerPing(_) | Op::PeerPong(_) => {}
+            Op::PeerViolation | Op::PeerClose => {}
+            Op::PeerWrite(max) => {
+                h.peer.write(usize::from(max));
+            }
+            Op::PeerRead => {
+                h.peer.read();
+            }
+            Op::Next if !h.ended => {
+                h.poll_next_once();
+            }
+            Op::NextUntil(polls) if !h.ended => {
+                for _ in 0..=polls % 16 {
+                    if h.poll_next_once() {
+                        break;
+                    }
+                    h.peer.pump(false);
+                }
+            }
+            Op::Next | Op::NextUntil(_) => {}
+            Op::Send { len, text, polls } => h.send(len, text, polls, false),
+            Op::Feed { len, text, polls } => h.send(len, text, polls, true),
+            Op::Flush { polls } => {
+                let r = Harness::drive(&mut h.ws, &mut h.peer, polls, |ws| Box::pin(ws.flush()));
+                assert!(!matches!(r, Some(Err(_))), "flush failed: {r:?}");
+            }
+            Op::Close { polls } => {
+                if !h.we_closed && !h.ended && h.terminal.is_none() {
+                    h.we_closed = true;
+                    // The violation is the last frame the peer queued, and its
+                    // first two bytes are enough to fail: once they left the
+                    // outbox, it may have been decoded.
+                    let frame_len = if peer_role == Role::Client { 6 } else { 2 };
+                    h.close_raced_violation = h.violated && h.peer.outbox.len() + 2 <= frame_len;
+                }
+                let r = Harness::drive(&mut h.ws, &mut h.peer, polls, |ws| Box::pin(ws.close()));
+                assert!(!matches!(r, Some(Err(_))), "close failed: {r:?}");
+            }
+            Op::Advance(ms) => {
+                rt.block_on(tokio::time::advance(Duration::from_millis(u64::from(ms))))
+            }
+        }
+    }
+
+    // The peer ends the conversation, then both sides run to the end.
+    if !h.peer_done {
+        h.peer.queue_frame(true, 8, &1000u16.to_be_bytes());
+        h.peer_done = true;
+        h.peer_closed = true;
+    }
+    let mut idle = 0;
+    while !h.ended {
+        let moved = h.peer.pump(true);
+        let yielded = h.poll_next_once();
+        if moved || yielded {
+            idle = 0;
+            continue;
+        }
+        idle += 1;
+        assert!(
+            idle < 4,
+            "the closing handshake stalled although the peer cooperates"
+        );
+    }
+    while !h.peer.eof {
+        assert!(
+            h.peer.read() > 0 || h.peer.eof,
+            "we ended without closing our side"
+        );
+    }
+    assert!(h.expected.is_empty());
+
+    // What we sent, as the peer decodes it.
+    let limits = Limits::default()
+        .max_frame_size(1 << 30)
+        .max_message_size(1 << 30);
+    let mut codec = MessageCodec::with_limits(peer_role, &limits);
+    let mut inbox = BytesMut::from(&h.peer.inbox[..]);
+    let mut data = Vec::new();
+    let mut pongs = Vec::new();
+    let mut close = None;
+    while let Some(m) = codec.decode(&mut inbox).expect("we send valid frames") {
+        assert!(close.is_none(), "{m:?} after our Close");
+        match m {
+            Message::Ping(p) => assert!(p.is_empty(), "only keepalive pings"),
+            Message::Pong(p) => pongs.push(p),
+            Message::Close(c) => close = Some(c),
+            m => data.push(m),
+        }
+    }
+    assert!(inbox.is_empty(), "a partial frame after our Close");
+    let code = close.expect("we sent a Close").map(|c| c.code);
+    if h.close_raced_violation {
+        assert!(matches!(code, Some(CloseCode(1000 | 1002))), "{code:?}");
+    } else {
+        let expected_code = if h.we_closed || !h.violated {
+            1000
+        } else {
+            1002
+        };
+        assert_eq!(code, Some(CloseCode(expected_code)));
+    }
+    // Sends: in order, at most once, the completed ones all there.
+    let mut next = 0;
+    for m in data {
+        let i = (next..h.sent.len())
+            .find(|&i| h.sent[i].0 == m)
+            .unwrap_or_else(|| panic!("{m:?} lost order or was never sent"));
+        assert!(
+            h.sent[next..i].iter().all(|(_, s)| *s != Sent::Completed),
+            "a completed send was lost"
+        );
+        assert_ne!(h.sent[i].1, Sent::Refused, "a refused send went out");
+        next = i + 1;
+    }
+    assert!(
+        h.sent[next..].iter().all(|(_, s)| *s != Sent::Completed),
+        "a completed send was lost"
+    );
+    // Pings: each answered once, in order; all of them unless we closed first.
+    assert!(pongs.len() <= h.peer_pings.len());
+    assert_eq!(pongs[..], h.peer_pings[..pongs.len()]);
+    if !h.we_closed {
+        assert_eq!(pongs.len(), h.peer_pings.len(), "a ping went unanswered");
+    }
+}
+
+fuzz_target!(|input: Input| {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    run(input, &rt);
+});

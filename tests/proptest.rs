@@ -1,0 +1,299 @@
+//! Property tests of the pure layers against simple models: frame headers
+//! (`wscodec::frame`), masking (`wscodec::mask`) and incremental UTF-8
+//! validation (`wscodec::utf8`), plus text decoding read back through
+//! `Utf8Bytes::as_str` (the crate's one `unsafe` block; scripts/valgrind.sh
+//! runs this file under valgrind), and the handshake builders against the
+//! HTTP parser.
+
+use bytes::BytesMut;
+use proptest::collection::vec;
+use proptest::prelude::*;
+use tokio_util::codec::Decoder;
+use wscodec::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
+use wscodec::handshake::{Accept, Reject, Request, Response};
+use wscodec::mask::apply_mask;
+use wscodec::utf8::Utf8Validator;
+use wscodec::{ClientRequest, Limits, Message, MessageCodec, ProtocolError, Role};
+
+const OPCODES: [OpCode; 6] = [
+    OpCode::Continuation,
+    OpCode::Text,
+    OpCode::Binary,
+    OpCode::Close,
+    OpCode::Ping,
+    OpCode::Pong,
+];
+
+fn header() -> impl Strategy<Value = FrameHeader> {
+    // Lengths around each boundary of the three length forms, and anywhere.
+    let len = prop_oneof![
+        0u64..=130,
+        65_530u64..=65_540,
+        any::<u64>().prop_map(|l| l >> 1),
+    ];
+    (
+        any::<bool>(),
+        0u8..8,
+        0..OPCODES.len(),
+        any::<Option<[u8; 4]>>(),
+        len,
+    )
+        .prop_map(|(fin, rsv, op, mask, payload_len)| FrameHeader {
+            fin,
+            rsv,
+            opcode: OPCODES[op],
+            mask,
+            payload_len,
+        })
+}
+
+/// Cuts `data` at the given points (taken modulo its length), in order.
+fn split_at_points(data: &[u8], points: &[usize]) -> Vec<Vec<u8>> {
+    let mut cuts: Vec<usize> = points.iter().map(|p| p % (data.len() + 1)).collect();
+    cuts.push(0);
+    cuts.push(data.len());
+    cuts.sort_unstable();
+    cuts.windows(2).map(|w| data[w[0]..w[1]].to_vec()).collect()
+}
+
+/// Bytes that are mostly UTF-8, sometimes broken: valid text, with random
+/// bytes spliced in, so that both outcomes are common.
+fn mostly_utf8() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        any::<String>().prop_map(String::into_bytes),
+        (any::<String>(), vec(any::<u8>(), 0..4), any::<usize>()).prop_map(|(s, junk, at)| {
+            let mut bytes = s.into_bytes();
+            let at = at % (bytes.len() + 1);
+            bytes.splice(at..at, junk);
+            bytes
+        }),
+        vec(any::<u8>(), 0..64),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn header_parses_back_what_write_wrote(h in header()) {
+        let mut out = [0u8; MAX_HEADER_LEN];
+        let n = h.write(&mut out);
+        prop_assert_eq!(n, h.encoded_len());
+        let parsed = FrameHeader::parse(&out[..n]);
+        if h.opcode.is_control() && !h.fin {
+            prop_assert_eq!(parsed, Err(ProtocolError::FragmentedControlFrame));
+        } else if h.opcode.is_control() && h.payload_len > 125 {
+            prop_assert_eq!(parsed, Err(ProtocolError::ControlFrameTooLong));
+        } else {
+            prop_assert_eq!(parsed, Ok(Some((h, n))));
+            // Fewer bytes are never enough, and never an error.
+            for cut in 0..n {
+                prop_assert_eq!(FrameHeader::parse(&out[..cut]), Ok(None));
+            }
+        }
+    }
+
+    #[test]
+    fn header_write_uses_the_shortest_length_form(h in header()) {
+        let mut out = [0u8; MAX_HEADER_LEN];
+        let n = h.write(&mut out);
+        let length_bytes = match h.payload_len {
+            0..=125 => 0,
+            126..=0xFFFF => 2,
+            _ => 8,
+        };
+        prop_assert_eq!(n, 2 + length_bytes + if h.mask.is_some() { 4 } else { 0 });
+    }
+
+    #[test]
+    fn header_parse_of_any_bytes_is_consistent(
+        bytes in vec(any::<u8>(), 0..20),
+        extra in vec(any::<u8>(), 0..8),
+    ) {
+        let result = FrameHeader::parse(&bytes);
+        let mut longer = bytes.clone();
+        longer.extend_from_slice(&extra);
+        match result {
+            Ok(Some((h, n))) => {
+                prop_assert!(n <= bytes.len() && n <= MAX_HEADER_LEN);
+                // More bytes behind the header change nothing.
+                prop_assert_eq!(FrameHeader::parse(&longer), Ok(Some((h, n))));
+                prop_assert_eq!(FrameHeader::parse(&bytes[..n]), Ok(Some((h, n))));
+                prop_assert!(h.payload_len >> 63 == 0);
+                prop_assert!(!h.opcode.is_control() || (h.fin && h.payload_len <= 125));
+                // Written back, it is the same header, in at most as many bytes
+                // (the peer may have used a longer length form than needed).
+                let mut out = [0u8; MAX_HEADER_LEN];
+                let m = h.write(&mut out);
+                prop_assert!(m <= n);
+                prop_assert_eq!(FrameHeader::parse(&out[..m]), Ok(Some((h, m))));
+            }
+            // An error is final: more bytes do not undo it.
+            Err(e) => prop_assert_eq!(FrameHeader::parse(&longer), Err(e)),
+            // Undecided means some continuation decides.
+            Ok(None) => prop_assert!(bytes.len() < MAX_HEADER_LEN),
+        }
+    }
+
+    #[test]
+    fn mask_matches_the_bytewise_definition(
+        data in vec(any::<u8>(), 0..200),
+        key in any::<[u8; 4]>(),
+        offset in any::<usize>(),
+    ) {
+        let mut fast = data.clone();
+        apply_mask(&mut fast, key, offset);
+        let slow: Vec<u8> = data
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ key[(offset.wrapping_rem(4) + i) % 4])
+            .collect();
+        prop_assert_eq!(&fast, &slow);
+        // Masking twice is the identity.
+        apply_mask(&mut fast, key, offset);
+        prop_assert_eq!(fast, data);
+    }
+
+    #[test]
+    fn mask_in_pieces_with_running_offset_equals_mask_at_once(
+        data in vec(any::<u8>(), 0..200),
+        key in any::<[u8; 4]>(),
+        start in 0usize..1000,
+        points in vec(any::<usize>(), 0..8),
+    ) {
+        let mut whole = data.clone();
+        apply_mask(&mut whole, key, start);
+        let mut pieces = Vec::new();
+        let mut offset = start;
+        for mut piece in split_at_points(&data, &points) {
+            apply_mask(&mut piece, key, offset);
+            offset += piece.len();
+            pieces.extend(piece);
+        }
+        prop_assert_eq!(pieces, whole);
+    }
+
+    #[test]
+    fn utf8_validator_agrees_with_std_on_any_chunking(
+        bytes in mostly_utf8(),
+        points in vec(any::<usize>(), 0..8),
+    ) {
+        let mut v = Utf8Validator::new();
+        let mut seen = Vec::new();
+        let mut failed = false;
+        for piece in split_at_points(&bytes, &points) {
+            seen.extend_from_slice(&piece);
+            // Fails exactly when the bytes so far can no longer become valid:
+            // at the first impossible byte, not later, and never earlier.
+            let impossible = std::str::from_utf8(&seen).is_err_and(|e| e.error_len().is_some());
+            let fed = v.feed(&piece);
+            prop_assert_eq!(fed.is_err(), impossible, "after {:x?}", seen);
+            if fed.is_err() {
+                failed = true;
+                break;
+            }
+        }
+        if !failed {
+            prop_assert_eq!(v.finish().is_ok(), std::str::from_utf8(&bytes).is_ok());
+        }
+    }
+
+    #[test]
+    fn decoded_text_reads_back_through_as_str(
+        text in any::<String>(),
+        fragments in vec(any::<usize>(), 0..6),
+        read_points in vec(any::<usize>(), 0..6),
+    ) {
+        // A client sends the text in fragments; the server's reads cut the
+        // wire anywhere; the message read as &str is the text.
+        let mut wire = Vec::new();
+        let pieces = split_at_points(text.as_bytes(), &fragments);
+        let last = pieces.len() - 1;
+        for (i, piece) in pieces.iter().enumerate() {
+            let opcode = if i == 0 { OpCode::Text } else { OpCode::Continuation };
+            let key = [0x5a, 0x01, 0xff, i as u8];
+            let h = FrameHeader { fin: i == last, rsv: 0, opcode, mask: Some(key), payload_len: piece.len() as u64 };
+            let mut head = [0u8; MAX_HEADER_LEN];
+            let n = h.write(&mut head);
+            wire.extend_from_slice(&head[..n]);
+            let mut payload = piece.clone();
+            apply_mask(&mut payload, key, 0);
+            wire.extend(payload);
+        }
+        let mut codec = MessageCodec::new(Role::Server);
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        for piece in split_at_points(&wire, &read_points) {
+            buf.extend_from_slice(&piece);
+            while let Some(m) = codec.decode(&mut buf).unwrap() {
+                got.push(m);
+            }
+        }
+        prop_assert_eq!(got.len(), 1);
+        let Message::Text(t) = &got[0] else { panic!("{:?}", got[0]) };
+        prop_assert_eq!(t.as_str(), text.as_str());
+        prop_assert_eq!(t.to_string(), text.clone());
+        prop_assert_eq!(format!("{t:?}"), format!("{text:?}"));
+        prop_assert_eq!(t.chars().count(), text.chars().count());
+    }
+
+    #[test]
+    fn handshake_builders_never_write_a_head_the_peer_cannot_parse(
+        value in prop_oneof![any::<String>(), "[\\x00-\\x7f]{0,6}"],
+    ) {
+        // Accept::write_response and ClientRequest::write promise to fail,
+        // writing nothing, on a header that is not valid HTTP; Reject leaves
+        // such headers out. Whatever they do write, httparse must accept.
+        const REQUEST: &str = "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        let limits = Limits::default();
+        let (request, _) = Request::parse(REQUEST.as_bytes(), &limits).unwrap();
+        let mut out = BytesMut::new();
+        if Accept::new().header("X-Value", value.clone()).write_response(&request, &mut out).is_ok() {
+            prop_assert!(Response::parse(&out, &limits).is_ok(), "accept wrote {:?}", out);
+        }
+        let mut out = BytesMut::new();
+        Reject::new(403).header("X-Value", value.clone()).write_response(&mut out);
+        prop_assert!(Response::parse(&out, &limits).is_ok(), "reject wrote {:?}", out);
+        let client = ClientRequest::new("ws://localhost/").unwrap().header("X-Value", value);
+        let mut out = BytesMut::new();
+        if client.write("dGhlIHNhbXBsZSBub25jZQ==", &mut out).is_ok() {
+            prop_assert!(Request::parse(&out, &limits).is_ok(), "client wrote {:?}", out);
+        }
+    }
+}
+
+/// Found by the `handshake_request` fuzz target (a `Reject` header value
+/// `u\x02u`): a control character other than CR, LF or NUL passed the header
+/// check, and the head written was one httparse refuses.
+#[test]
+fn refuses_header_values_with_control_characters() {
+    const REQUEST: &str = "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    let limits = Limits::default();
+    let (request, _) = Request::parse(REQUEST.as_bytes(), &limits).unwrap();
+    for value in ["u\x02u", "\x01", "a\x7fb", "\x1b[31m"] {
+        let mut out = BytesMut::new();
+        let accepted = Accept::new()
+            .header("X-Value", value)
+            .write_response(&request, &mut out);
+        assert!(accepted.is_err() && out.is_empty(), "accept wrote {out:?}");
+
+        let mut out = BytesMut::new();
+        Reject::new(500)
+            .header("X-Value", value)
+            .write_response(&mut out);
+        let (response, _) = Response::parse(&out, &limits).expect("a parseable rejection");
+        assert_eq!(response.headers().get("x-value"), None, "left out");
+
+        let mut out = BytesMut::new();
+        let client = ClientRequest::new("ws://localhost/")
+            .unwrap()
+            .header("X-Value", value);
+        assert!(client.write("dGhlIHNhbXBsZSBub25jZQ==", &mut out).is_err());
+        assert!(out.is_empty());
+    }
+    // Tabs, spaces and non-ASCII (obs-text) stay allowed.
+    let mut out = BytesMut::new();
+    Accept::new()
+        .header("X-Value", "a\tb é")
+        .write_response(&request, &mut out)
+        .unwrap();
+    assert!(Response::parse(&out, &limits).is_ok());
+}
