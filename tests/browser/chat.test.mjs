@@ -1,6 +1,7 @@
 // The chat page of examples/broadcast in a real browser (Debian's Chromium,
 // driven by playwright-core): two people in one room see each other's
-// messages, a third in another room does not; the page reconnects by itself
+// messages, a third in another room does not, and one can switch rooms; the
+// page reconnects by itself
 // when the server goes away and comes back. Run by scripts/browser-test.sh,
 // which starts the server (BROADCAST_URL) and gives the binary (BROADCAST_BIN)
 // for the test that stops and restarts its own.
@@ -56,7 +57,7 @@ function message(page, text) {
   return page.locator('#log li.message', { hasText: text });
 }
 
-test('a message sent in one page shows in the other page of the room', async (t) => {
+test('a message sent in one page shows in the other pages of its room, only there; people can switch rooms', async (t) => {
   assert.ok(url, 'BROADCAST_URL must be the server, e.g. http://127.0.0.1:9002/');
   const browser = await chromium.launch({ executablePath, headless: true, args: CHROMIUM_ARGS });
   t.after(() => browser.close());
@@ -91,6 +92,17 @@ test('a message sent in one page shows in the other page of the room', async (t)
   await mkdir(screenshots, { recursive: true });
   await bob.page.screenshot({ path: path.join(screenshots, 'chat.png') });
   await alice.page.screenshot({ path: path.join(screenshots, 'chat-alice.png') });
+
+  // Bob switches rooms with the room field: he leaves the lobby, joins Carol.
+  await bob.page.locator('#room').fill('garden');
+  await bob.page.locator('#room-form button').click();
+  await bob.page.locator('#status-text', { hasText: 'open · #garden' }).waitFor();
+  await bob.page.locator('#log li.notice', { hasText: 'You joined #garden as Bob · 2 online: Carol, Bob' }).waitFor();
+  assert.equal(await message(bob.page, 'Hello Bob').count(), 0, 'the log starts afresh');
+  await alice.page.locator('#log li.notice', { hasText: 'Bob left · 1 online' }).waitFor();
+  await carol.page.locator('#log li.notice', { hasText: 'Bob joined · 2 online' }).waitFor();
+  assert.equal(new URL(bob.page.url()).hash, '#garden');
+
   for (const person of [alice, bob, carol]) assert.deepEqual(person.errors, []);
 });
 
