@@ -540,13 +540,20 @@ impl Assembler {
         Ok(())
     }
 
+    /// The message a finished text or binary payload makes; text must have
+    /// ended on a whole code point.
+    fn finish(&self, opcode: OpCode, data: Bytes) -> Result<Message, Error> {
+        if opcode != OpCode::Text {
+            return Ok(Message::Binary(data));
+        }
+        self.validator
+            .finish()
+            .map_err(|_| ProtocolError::InvalidUtf8)?;
+        Ok(Message::Text(Utf8Bytes::from_validated(data)))
+    }
+
     /// Turns a complete frame into a message, or buffers it as a fragment.
     fn assemble(&mut self, frame: Frame) -> Result<Option<Message>, Error> {
-        let text_done = |validator: &Utf8Validator| {
-            validator
-                .finish()
-                .map_err(|_| Error::from(ProtocolError::InvalidUtf8))
-        };
         match frame.opcode {
             OpCode::Ping => Ok(Some(Message::Ping(frame.payload))),
             OpCode::Pong => Ok(Some(Message::Pong(frame.payload))),
@@ -571,23 +578,10 @@ impl Assembler {
                     });
                     return Ok(None);
                 }
-                let data = Bytes::from(out);
-                if is_text {
-                    text_done(&self.validator)?;
-                    Ok(Some(Message::Text(Utf8Bytes::from_validated(data))))
-                } else {
-                    Ok(Some(Message::Binary(data)))
-                }
+                self.finish(frame.opcode, Bytes::from(out)).map(Some)
             }
             OpCode::Text | OpCode::Binary if frame.fin => {
-                if frame.opcode == OpCode::Text {
-                    text_done(&self.validator)?;
-                    Ok(Some(Message::Text(Utf8Bytes::from_validated(
-                        frame.payload,
-                    ))))
-                } else {
-                    Ok(Some(Message::Binary(frame.payload)))
-                }
+                self.finish(frame.opcode, frame.payload).map(Some)
             }
             OpCode::Text | OpCode::Binary => {
                 self.partial = Some(PartialMessage {
@@ -629,12 +623,7 @@ impl Assembler {
                     Some(out) => Bytes::from(out),
                     None => data.freeze(),
                 };
-                if opcode == OpCode::Text {
-                    text_done(&self.validator)?;
-                    Ok(Some(Message::Text(Utf8Bytes::from_validated(data))))
-                } else {
-                    Ok(Some(Message::Binary(data)))
-                }
+                self.finish(opcode, data).map(Some)
             }
         }
     }

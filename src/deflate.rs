@@ -109,21 +109,13 @@ impl DeflateConfig {
     /// The client's offer: `permessage-deflate` with our wishes, always
     /// announcing that we accept `client_max_window_bits` from the server.
     pub fn offer(&self) -> String {
-        let mut offer = String::from(NAME);
-        if self.server_no_context_takeover {
-            offer.push_str("; server_no_context_takeover");
-        }
-        if self.client_no_context_takeover {
-            offer.push_str("; client_no_context_takeover");
-        }
-        if let Some(bits) = self.server_max_window_bits {
-            offer.push_str(&format!("; server_max_window_bits={bits}"));
-        }
-        match self.client_max_window_bits {
-            Some(bits) => offer.push_str(&format!("; client_max_window_bits={bits}")),
-            None => offer.push_str("; client_max_window_bits"),
-        }
-        offer
+        // `None` for client_max_window_bits still says we accept the parameter.
+        write_params(
+            self.server_no_context_takeover,
+            self.client_no_context_takeover,
+            self.server_max_window_bits,
+            Some(self.client_max_window_bits),
+        )
     }
 
     /// Server side: picks the first acceptable offer among the values of the
@@ -212,6 +204,32 @@ impl DeflateConfig {
             min_size: self.min_size,
         })
     }
+}
+
+/// The extension's header text: `client_max_window_bits` is `Some(None)` for
+/// the bare parameter (an offer that accepts it), `Some(Some(n))` with a value.
+fn write_params(
+    server_no_context_takeover: bool,
+    client_no_context_takeover: bool,
+    server_max_window_bits: Option<u8>,
+    client_max_window_bits: Option<Option<u8>>,
+) -> String {
+    let mut out = String::from(NAME);
+    if server_no_context_takeover {
+        out.push_str("; server_no_context_takeover");
+    }
+    if client_no_context_takeover {
+        out.push_str("; client_no_context_takeover");
+    }
+    if let Some(bits) = server_max_window_bits {
+        out.push_str(&format!("; server_max_window_bits={bits}"));
+    }
+    match client_max_window_bits {
+        Some(Some(bits)) => out.push_str(&format!("; client_max_window_bits={bits}")),
+        Some(None) => out.push_str("; client_max_window_bits"),
+        None => {}
+    }
+    out
 }
 
 /// Splits a `Sec-WebSocket-Extensions` value into extensions and their
@@ -316,20 +334,12 @@ pub struct DeflateParams {
 impl DeflateParams {
     /// The server's response header value for these parameters.
     fn response(&self) -> String {
-        let mut out = String::from(NAME);
-        if self.server_no_context_takeover {
-            out.push_str("; server_no_context_takeover");
-        }
-        if self.client_no_context_takeover {
-            out.push_str("; client_no_context_takeover");
-        }
-        if let Some(bits) = self.server_max_window_bits {
-            out.push_str(&format!("; server_max_window_bits={bits}"));
-        }
-        if let Some(bits) = self.client_max_window_bits {
-            out.push_str(&format!("; client_max_window_bits={bits}"));
-        }
-        out
+        write_params(
+            self.server_no_context_takeover,
+            self.client_no_context_takeover,
+            self.server_max_window_bits,
+            self.client_max_window_bits.map(Some),
+        )
     }
 }
 
@@ -461,7 +471,10 @@ impl Deflate {
             if out.len() == out.capacity() {
                 // Grow with what came out so far, never past one byte over the
                 // limit: that byte is how we learn the limit was passed.
-                let grow = out.len().clamp(4096, 1 << 20).min(limit + 1 - out.len());
+                let grow = out
+                    .len()
+                    .clamp(4096, 1 << 20)
+                    .min(limit.saturating_add(1) - out.len());
                 out.reserve_exact(grow);
             }
             let (before_in, before_out) = (self.decompress.total_in(), self.decompress.total_out());
