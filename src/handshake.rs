@@ -257,11 +257,16 @@ impl Request {
     }
 }
 
-fn valid_header(name: &str, value: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
+/// An RFC 9110 §5.6.2 token: header names and subprotocol names (§4.1 of RFC
+/// 6455 requires each `Sec-WebSocket-Protocol` element to be one).
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn valid_header(name: &str, value: &str) -> bool {
+    is_token(name)
         // RFC 9110 §5.5: field values are visible characters, spaces, tabs and
         // obs-text; any other control character makes a head peers refuse.
         && value.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80)
@@ -317,6 +322,11 @@ impl Accept {
     ) -> Result<(), HandshakeError> {
         let key = request.validate()?;
         if let Some(p) = &self.subprotocol {
+            if !is_token(p) {
+                return Err(HandshakeError::Malformed(
+                    "subprotocol is not a token".into(),
+                ));
+            }
             if !request.subprotocols().any(|offered| offered == p) {
                 return Err(HandshakeError::SubprotocolNotOffered);
             }
@@ -519,6 +529,8 @@ impl ClientRequest {
     }
 
     /// Offers a subprotocol; call again to offer more, most preferred first.
+    /// Each must be an HTTP token (no spaces, commas or separators, §4.1), or
+    /// [`write`](Self::write) fails.
     pub fn subprotocol(mut self, protocol: impl Into<String>) -> Self {
         self.subprotocols.push(protocol.into());
         self
@@ -574,10 +586,7 @@ impl ClientRequest {
                 .origin
                 .as_deref()
                 .is_none_or(|o| valid_header("Origin", o))
-            && self
-                .subprotocols
-                .iter()
-                .all(|p| valid_header("P", p) && !p.contains(','));
+            && self.subprotocols.iter().all(|p| is_token(p));
         if !extra_ok {
             return Err(HandshakeError::Malformed("invalid request header".into()));
         }
@@ -775,72 +784,134 @@ where
     T: AsyncRead + AsyncWrite + Unpin,
     F: FnOnce(&Request) -> Result<Accept, Reject>,
 {
-    let limits = config.limits.clone();
-    let mut buf = BytesMut::new();
-    #[cfg(feature = "deflate")]
-    let mut deflate = None;
-    let head_len = with_timeout(
-        config.handshake_timeout,
-        read_head(&mut io, &mut buf, &limits),
-    )
-    .await;
-    let mut out = BytesMut::new();
-    let outcome = head_len
-        .and_then(|len| {
-            let (request, _) = Request::parse(&buf[..len], &limits)?;
-            request.validate()?;
-            Ok((request, len))
-        })
-        .and_then(|(request, len)| match callback(&request) {
-            Ok(accept) => {
-                #[cfg(feature = "deflate")]
-                let accept = match config.deflate.as_ref().and_then(|d| {
-                    d.negotiate_server(request.headers().get_all("sec-websocket-extensions"))
-                }) {
-                    Some((params, response)) => {
-                        deflate = Some(params);
-                        accept.header("Sec-WebSocket-Extensions", response)
-                    }
-                    None => accept,
-                };
-                accept.write_response(&request, &mut out)?;
-                Ok(len)
-            }
-            Err(reject) => {
-                reject.write_response(&mut out);
-                Err(HandshakeError::Rejected(reject.status).into())
-            }
-        });
-    let outcome = match outcome {
-        Err(Error::Handshake(e)) if out.is_empty() && e.status() >= 400 => {
-            Reject::from_error(&e).write_response(&mut out);
-            Err(Error::Handshake(e))
+    let read = read_request(&mut io, &config.limits);
+    let (request, rest) = match with_timeout(config.handshake_timeout, read).await {
+        Ok(read) => read,
+        Err(Error::Handshake(e)) if e.status() >= 400 => {
+            return refuse(io, &config, Reject::from_error(&e), e).await;
         }
-        other => other,
+        Err(e) => return Err(e),
     };
-    if !out.is_empty() {
-        let write = async {
-            io.write_all(&out).await?;
-            io.flush().await?;
-            Ok(())
-        };
-        let written = with_timeout(config.handshake_timeout, write).await;
-        if outcome.is_ok() {
-            written?;
-        } else {
-            // Best effort: the peer gets the status if it is still listening.
-            let _ = io.shutdown().await;
+    if let Err(e) = request.validate() {
+        return refuse(io, &config, Reject::from_error(&e), e).await;
+    }
+    match callback(&request) {
+        Ok(accept) => accept_request(io, &request, rest, config, accept).await,
+        Err(reject) => {
+            let status = reject.status;
+            refuse(io, &config, reject, HandshakeError::Rejected(status)).await
         }
     }
-    let head_len = outcome?;
-    let _ = buf.split_to(head_len);
+}
+
+/// Reads one HTTP request head from `io`: for servers that route plain HTTP
+/// and WebSocket upgrades themselves. Returns the request, not yet validated
+/// as an upgrade, and the bytes that came after its head (the start of the
+/// WebSocket stream, or a request body): pass both to [`accept_request`].
+///
+/// The head is bounded by `limits` (`max_header_bytes`, `max_headers`); an
+/// error with a status of 400 or more ([`HandshakeError::status`]) deserves
+/// that response, e.g. via [`Reject::from_error`]. Apply your own timeout.
+///
+/// ```no_run
+/// use wscodec::handshake::{accept_request, read_request, Accept};
+/// # async fn run(mut tcp: tokio::net::TcpStream) -> Result<(), wscodec::Error> {
+/// let config = wscodec::Config::default();
+/// let (request, rest) = read_request(&mut tcp, &config.limits).await?;
+/// if request.path() == "/ws" {
+///     let ws = accept_request(tcp, &request, rest, config, Accept::new()).await?;
+/// } else {
+///     // serve plain HTTP on `tcp`
+/// }
+/// # Ok(()) }
+/// ```
+pub async fn read_request<T: AsyncRead + Unpin>(
+    io: &mut T,
+    limits: &Limits,
+) -> Result<(Request, BytesMut), Error> {
+    let mut buf = BytesMut::new();
+    let len = read_head(io, &mut buf, limits).await?;
+    let (request, _) = Request::parse(&buf[..len], limits)?;
+    let _ = buf.split_to(len);
+    Ok((request, buf))
+}
+
+/// Completes the server side of a handshake for a request read with
+/// [`read_request`]: validates it (§4.2.1), negotiates the extensions `config`
+/// enables, writes the `101` response with `accept`'s subprotocol and headers,
+/// and returns the WebSocket, which starts with the already-read bytes `rest`.
+///
+/// A request that is not a valid upgrade is answered with its error status, as
+/// [`accept_with`] does; writing the response is bounded by the handshake
+/// timeout.
+pub async fn accept_request<T>(
+    io: T,
+    request: &Request,
+    rest: BytesMut,
+    config: Config,
+    accept: Accept,
+) -> Result<WebSocket<T>, Error>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    if let Err(e) = request.validate() {
+        return refuse(io, &config, Reject::from_error(&e), e).await;
+    }
+    #[cfg(feature = "deflate")]
+    let (accept, deflate) = match config
+        .deflate
+        .as_ref()
+        .and_then(|d| d.negotiate_server(request.headers().get_all("sec-websocket-extensions")))
+    {
+        Some((params, response)) => (
+            accept.header("Sec-WebSocket-Extensions", response),
+            Some(params),
+        ),
+        None => (accept, None),
+    };
+    let mut out = BytesMut::new();
+    if let Err(e) = accept.write_response(request, &mut out) {
+        // Our own mistake (a subprotocol not offered, a bad header): the
+        // client still deserves an answer.
+        return refuse(io, &config, Reject::new(500), e).await;
+    }
+    let mut io = io;
+    let write = async {
+        io.write_all(&out).await?;
+        io.flush().await?;
+        Ok(())
+    };
+    with_timeout(config.handshake_timeout, write).await?;
     #[allow(unused_mut)]
-    let mut ws = WebSocket::from_parts(io, Role::Server, config, buf);
+    let mut ws = WebSocket::from_parts(io, Role::Server, config, rest);
     #[cfg(feature = "deflate")]
     if let Some(params) = &deflate {
         ws.set_deflate(params);
     }
     Ok(ws)
+}
+
+/// Answers a refused handshake with `reject` (best effort: the peer may be
+/// gone) and fails with `error`.
+async fn refuse<T, W>(
+    mut io: T,
+    config: &Config,
+    reject: Reject,
+    error: HandshakeError,
+) -> Result<W, Error>
+where
+    T: AsyncWrite + Unpin,
+{
+    let mut out = BytesMut::new();
+    reject.write_response(&mut out);
+    let write = async {
+        io.write_all(&out).await?;
+        io.flush().await?;
+        io.shutdown().await?;
+        Ok(())
+    };
+    let _ = with_timeout(config.handshake_timeout, write).await;
+    Err(error.into())
 }
 
 /// Connects as a client over `io` (already connected to the server) with the
@@ -1003,6 +1074,47 @@ mod tests {
             .write_response(&req, &mut BytesMut::new())
             .unwrap_err();
         assert_eq!(err, HandshakeError::SubprotocolNotOffered);
+    }
+
+    #[test]
+    fn refuses_selecting_a_subprotocol_that_is_not_a_token() {
+        // The offer itself is not a list of tokens; echoing an element of it
+        // would still be a malformed response (RFC 6455 §4.1).
+        let req = parse(&with_header("Sec-WebSocket-Protocol", Some("chat v2, ok")));
+        let err = Accept::new()
+            .subprotocol("chat v2")
+            .write_response(&req, &mut BytesMut::new())
+            .unwrap_err();
+        assert!(matches!(err, HandshakeError::Malformed(_)), "{err:?}");
+        let mut out = BytesMut::new();
+        Accept::new()
+            .subprotocol("ok")
+            .write_response(&req, &mut out)
+            .unwrap();
+        assert!(std::str::from_utf8(&out)
+            .unwrap()
+            .contains("Sec-WebSocket-Protocol: ok\r\n"));
+    }
+
+    #[test]
+    fn client_refuses_to_offer_a_subprotocol_that_is_not_a_token() {
+        for bad in [" chat", "chat,v2", "chat v2", "", "chat\"v2"] {
+            let request = ClientRequest::new("ws://example.com/")
+                .unwrap()
+                .subprotocol(bad);
+            assert!(
+                request
+                    .write("dGhlIHNhbXBsZSBub25jZQ==", &mut BytesMut::new())
+                    .is_err(),
+                "{bad:?}"
+            );
+        }
+        let request = ClientRequest::new("ws://example.com/")
+            .unwrap()
+            .subprotocol("chat.v2");
+        request
+            .write("dGhlIHNhbXBsZSBub25jZQ==", &mut BytesMut::new())
+            .unwrap();
     }
 
     #[test]

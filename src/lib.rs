@@ -74,7 +74,9 @@ pub use codec::{Frame, FrameCodec, MessageCodec, PreparedMessage};
 pub use config::{Config, Limits, Role};
 pub use error::{CapacityError, Error, HandshakeError, ProtocolError};
 pub use frame::OpCode;
-pub use handshake::{accept, accept_with, connect, connect_with, ClientRequest};
+pub use handshake::{
+    accept, accept_request, accept_with, connect, connect_with, read_request, ClientRequest,
+};
 pub use message::{CloseCode, CloseFrame, Message, Utf8Bytes};
 pub use websocket::{ReadHalf, WebSocket, WriteHalf};
 
