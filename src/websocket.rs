@@ -858,7 +858,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Stream for ReadHalf<T> {
     type Item = Result<Message, Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        lock(&self.shared).poll_next_side(cx)
+        let mut ws = lock(&self.shared);
+        let poll = ws.poll_next_side(cx);
+        if poll.is_pending() {
+            // So that WriteHalf::start_close can wake us.
+            if let Some(w) = &ws.wakers {
+                w.register(Side::Read, cx.waker());
+            }
+        }
+        poll
     }
 }
 
@@ -931,6 +939,64 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WebSocket<T> {
             }
         }
         result
+    }
+}
+
+impl<T> WebSocket<T> {
+    /// Starts the closing handshake without waiting: queues our Close (with
+    /// `frame`, or no status) behind what is already queued, even past
+    /// `write_buffer_limit`, and starts the close timer. Keep polling the
+    /// stream: it writes the queue out and ends when the peer answers, or
+    /// after `close_timeout` at the latest, so even a peer that has stopped
+    /// reading cannot hold the connection open. Does nothing if a Close was
+    /// already sent.
+    ///
+    /// Compare `SinkExt::close`, which waits until our Close is written: it
+    /// waits as long as the peer does not read.
+    ///
+    /// Fails with [`Error::Protocol`] if the frame cannot be sent (a reason
+    /// over 123 bytes) and with [`Error::Closed`] once the connection is done.
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// use wscodec::{CloseCode, CloseFrame, Config, Role, WebSocket};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), wscodec::Error> {
+    /// let (a, _peer) = tokio::io::duplex(4096);
+    /// let mut ws = WebSocket::from_upgraded(a, Role::Server, Config::default());
+    /// ws.start_close(Some(CloseFrame::new(CloseCode::POLICY_VIOLATION, "too slow")))?;
+    /// // A peer that never answers: the stream ends after `close_timeout`.
+    /// # tokio::time::pause();
+    /// while ws.next().await.is_some() {}
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn start_close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
+        if self.phase == Phase::Done {
+            return Err(Error::Closed);
+        }
+        if self.close_sent {
+            return Ok(());
+        }
+        self.queue(&Message::Close(frame))?;
+        self.close_sent = true;
+        self.start_close_timer();
+        Ok(())
+    }
+}
+
+impl<T> WriteHalf<T> {
+    /// [`WebSocket::start_close`] on the write half; the read half completes
+    /// the close.
+    pub fn start_close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
+        let mut ws = lock(&self.shared);
+        ws.start_close(frame)?;
+        // The reader may be waiting for input with no timer armed: wake it to
+        // write our Close out and to arm the close timer.
+        if let Some(w) = ws.wakers.as_ref().and_then(|w| w.slot(Side::Read).take()) {
+            w.wake();
+        }
+        Ok(())
     }
 }
 

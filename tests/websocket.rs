@@ -538,3 +538,122 @@ async fn pings_already_buffered_cannot_push_pongs_past_the_write_limit() {
         ws.pending_write_bytes()
     );
 }
+
+/// A server and a raw client over a pipe that holds only `capacity` bytes, so
+/// that a client that does not read pushes back at once.
+fn server_over_narrow_pipe(
+    config: Config,
+    capacity: usize,
+) -> (
+    wscodec::WebSocket<tokio::io::DuplexStream>,
+    tokio::io::DuplexStream,
+) {
+    let (raw, io) = tokio::io::duplex(capacity);
+    (
+        wscodec::WebSocket::from_upgraded(io, wscodec::Role::Server, config),
+        raw,
+    )
+}
+
+#[tokio::test]
+async fn start_close_queues_past_the_write_limit_and_the_peer_gets_it_last() {
+    let config = Config::default().write_buffer_limit(4096);
+    let (mut ws, mut raw) = server_over_narrow_pipe(config, 1024);
+    // Fill the pipe and our queue until sending would wait for the reader.
+    let mut sent = 0;
+    while tokio::time::timeout(
+        Duration::from_millis(20),
+        ws.feed(Message::binary(vec![7u8; 1000])),
+    )
+    .await
+    .is_ok()
+    {
+        sent += 1;
+    }
+    assert!(sent >= 4, "only {sent} messages fit");
+    ws.start_close(Some(CloseFrame::new(
+        CloseCode::POLICY_VIOLATION,
+        "too slow",
+    )))
+    .unwrap();
+    // Now the slow reader catches up: every message, then our Close.
+    let peer = tokio::spawn(async move {
+        let mut frames = Vec::new();
+        while let Some(frame) = read_server_frame(&mut raw).await {
+            let is_close = frame.1 == 0x8;
+            frames.push(frame);
+            if is_close {
+                raw.write_all(&client_frame(true, 0x8, b"\x03\xf0"))
+                    .await
+                    .unwrap();
+                let mut rest = Vec::new();
+                raw.read_to_end(&mut rest).await.unwrap();
+                break;
+            }
+        }
+        frames
+    });
+    assert!(ws.next().await.unwrap().unwrap().is_close());
+    assert!(ws.next().await.is_none());
+    let frames = peer.await.unwrap();
+    // The message that found the queue full was queued too (feed queues, then
+    // waits in the next poll_ready).
+    assert!(
+        frames.len() > sent,
+        "{} frames for {sent} messages",
+        frames.len()
+    );
+    let (_, opcode, payload) = frames.last().unwrap();
+    assert_eq!((*opcode, close_code(payload)), (0x8, 1008));
+    assert_eq!(&payload[2..], b"too slow");
+    assert!(frames[..frames.len() - 1].iter().all(|f| f.1 == 0x2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn start_close_ends_a_peer_that_never_reads_after_the_close_timeout() {
+    let config = Config::default()
+        .write_buffer_limit(4096)
+        .close_timeout(Duration::from_secs(5));
+    let (mut ws, _raw) = server_over_narrow_pipe(config, 1024);
+    for _ in 0..8 {
+        ws.start_send_unpin(Message::binary(vec![7u8; 1000]))
+            .unwrap();
+    }
+    let started = tokio::time::Instant::now();
+    ws.start_close(Some(CloseFrame::new(
+        CloseCode::POLICY_VIOLATION,
+        "too slow",
+    )))
+    .unwrap();
+    // `SinkExt::close` would wait for ever here; the stream gives up on time.
+    assert!(ws.next().await.is_none());
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+    assert!(matches!(ws.start_close(None), Err(Error::Closed)));
+}
+
+#[tokio::test]
+async fn write_half_start_close_wakes_a_reader_waiting_for_input() {
+    let (ws, mut raw) = server_with_raw_client(Config::default());
+    let (mut sink, mut stream) = ws.split();
+    let reader = tokio::spawn(async move {
+        let mut items = Vec::new();
+        while let Some(item) = stream.next().await {
+            items.push(item.unwrap());
+        }
+        items
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await; // the reader waits
+    sink.start_close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "bye")))
+        .unwrap();
+    // Nobody flushes the sink: the reader writes our Close out.
+    let frame = tokio::time::timeout(Duration::from_secs(2), read_server_frame(&mut raw))
+        .await
+        .expect("the Close went out without a flush")
+        .unwrap();
+    assert_eq!((frame.1, close_code(&frame.2)), (0x8, 1001));
+    raw.write_all(&client_frame(true, 0x8, b"\x03\xe9"))
+        .await
+        .unwrap();
+    let items = reader.await.unwrap();
+    assert_eq!(items, vec![Message::close(CloseCode::GOING_AWAY, "")]);
+}

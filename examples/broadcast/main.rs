@@ -100,7 +100,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -109,10 +109,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
-use wscodec::handshake::{Accept, HeadScanner, Reject, Request};
+use wscodec::handshake::{accept_request, read_request, Accept, Reject, Request};
 use wscodec::{
-    CloseCode, CloseFrame, Config, Error, Limits, Message, PreparedMessage, ReadHalf, Role,
-    WebSocket, WriteHalf,
+    CloseCode, CloseFrame, Config, Error, Limits, Message, PreparedMessage, ReadHalf, WebSocket,
+    WriteHalf,
 };
 
 const INDEX_HTML: &str = include_str!("index.html");
@@ -352,7 +352,7 @@ async fn handle(mut tcp: TcpStream, peer: SocketAddr, server: Arc<Server>) {
     let _ = tcp.set_nodelay(true);
     let limits = Limits::default();
     let head = tokio::select! {
-        head = timeout(HEAD_TIMEOUT, read_head(&mut tcp, &limits)) => head,
+        head = timeout(HEAD_TIMEOUT, read_request(&mut tcp, &limits)) => head,
         () = server.shutdown.cancelled() => return,
     };
     let (request, rest) = match head {
@@ -378,23 +378,6 @@ async fn handle(mut tcp: TcpStream, peer: SocketAddr, server: Arc<Server>) {
     };
     if let Err(e) = result {
         eprintln!("{peer}: {e}");
-    }
-}
-
-/// Reads an HTTP request head; returns it and the bytes that came after it.
-async fn read_head(tcp: &mut TcpStream, limits: &Limits) -> Result<(Request, BytesMut), Error> {
-    let mut buf = BytesMut::new();
-    let mut scanner = HeadScanner::new();
-    loop {
-        if let Some(len) = scanner.scan(&buf, limits.max_header_bytes)? {
-            let (request, _) = Request::parse(&buf[..len], limits)?;
-            buf.advance(len);
-            return Ok((request, buf));
-        }
-        buf.reserve(1024);
-        if tcp.read_buf(&mut buf).await? == 0 {
-            return Err(wscodec::HandshakeError::ConnectionClosed.into());
-        }
     }
 }
 
@@ -469,7 +452,7 @@ async fn linger(mut tcp: TcpStream) {
 
 /// Checks a `/ws/ROOM` request, answers 101 and runs the chat session.
 async fn upgrade(
-    mut tcp: TcpStream,
+    tcp: TcpStream,
     request: &Request,
     rest: BytesMut,
     room: &str,
@@ -490,10 +473,7 @@ async fn upgrade(
         reject(tcp, full).await;
         return Ok(());
     };
-    let mut out = BytesMut::new();
-    Accept::new().write_response(request, &mut out)?;
-    tcp.write_all(&out).await?;
-    let ws = WebSocket::from_parts(tcp, Role::Server, websocket_config(), rest);
+    let ws = accept_request(tcp, request, rest, websocket_config(), Accept::new()).await?;
     let name = name_from_query(request.query().unwrap_or_default());
     chat(ws, room, name, server, slot).await;
     Ok(())
@@ -550,12 +530,11 @@ async fn chat(
         // Our Close goes out after what is already queued (a slow reader gets
         // its backlog first), then the peer's reply ends the stream; a peer
         // that reads nothing within the grace is simply dropped.
-        let _ = timeout(CLOSE_GRACE, async {
-            if sink.send(Message::Close(Some(frame))).await.is_ok() {
-                while stream.next().await.is_some() {}
-            }
-        })
-        .await;
+        // start_close queues even past the write limit, and the stream gives up
+        // after the close timeout (CLOSE_GRACE).
+        if sink.start_close(Some(frame)).is_ok() {
+            while stream.next().await.is_some() {}
+        }
     }
 }
 
