@@ -116,6 +116,10 @@ struct PendingFrame {
 
 /// Decodes and encodes single frames, enforcing the per-role masking rules and the
 /// frame size limit.
+///
+/// An error from `decode` is final: fail the connection (RFC 6455 §7.1.7) with
+/// the error's [`close_code`](crate::Error::close_code) rather than decoding
+/// the same buffer again; nothing in it can be trusted past the bad frame.
 #[derive(Debug, Clone)]
 pub struct FrameCodec {
     role: Role,
@@ -684,6 +688,11 @@ impl FrameObserver for Assembler {
 
 /// Decodes whole messages (reassembling fragments, validating text) and encodes
 /// each message as one frame.
+///
+/// After `decode` returns an error, the codec and the buffer are in no state to
+/// go on (part of a frame may already be unmasked in place): send a Close with
+/// the error's [`close_code`](crate::Error::close_code) and drop the
+/// connection, as [`WebSocket`](crate::WebSocket) does.
 #[derive(Debug)]
 pub struct MessageCodec {
     frames: FrameCodec,

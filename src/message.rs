@@ -307,6 +307,34 @@ impl From<Vec<u8>> for Message {
 mod tests {
     use super::*;
 
+    /// Reaches the one `unsafe` block (`Utf8Bytes::as_str`) through every
+    /// constructor, so that valgrind (scripts/valgrind.sh runs the lib tests)
+    /// sees it read each kind of buffer: static, owned, copied, sliced and
+    /// validated, including multi-byte characters at the edges.
+    #[test]
+    fn utf8_bytes_as_str_reads_what_every_constructor_stored() {
+        let text = "añ€😀";
+        let shared = Bytes::from(text.repeat(1000));
+        let cases = [
+            Utf8Bytes::from_static(text),
+            Utf8Bytes::from(text.to_string()),
+            Utf8Bytes::from(text),
+            Utf8Bytes::try_from(Bytes::from_static(text.as_bytes())).unwrap(),
+            Utf8Bytes::from_validated(shared.slice(text.len()..2 * text.len())),
+            Utf8Bytes::default(),
+        ];
+        for (i, t) in cases.iter().enumerate() {
+            let expected = if i == 5 { "" } else { text };
+            assert_eq!(t.as_str(), expected);
+            assert_eq!(&**t, expected);
+            assert_eq!(t.to_string(), expected);
+            assert_eq!(t.as_str().chars().count(), expected.chars().count());
+        }
+        // A slice cut inside a character is refused, never wrapped.
+        assert!(Utf8Bytes::try_from(shared.slice(0..3)).is_ok());
+        assert!(Utf8Bytes::try_from(shared.slice(0..4)).is_err());
+    }
+
     #[test]
     fn close_codes_sendable_match_rfc_and_iana_registry() {
         for code in [
