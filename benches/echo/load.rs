@@ -9,6 +9,10 @@
 //! echo_load ADDR --idle N --hold S [--raw]
 //!     opens N connections, echoes one message on each, prints `ready`,
 //!     then holds them S seconds (for measuring the server's memory)
+//! echo_load ADDR --idle N --burst B --burst-conns K --hold S [--raw]
+//!     as above, then on K of the connections at once echoes one B-byte
+//!     message each, prints `burst`, and holds them all S seconds more (does
+//!     the server give back what the burst took?)
 //! ```
 //! `--raw` speaks to a plain TCP echo: no handshake, no framing.
 
@@ -36,6 +40,8 @@ struct Options {
     raw: bool,
     idle: usize,
     hold: f64,
+    burst: usize,
+    burst_conns: usize,
 }
 
 fn options() -> Options {
@@ -49,6 +55,8 @@ fn options() -> Options {
         raw: false,
         idle: 0,
         hold: 10.0,
+        burst: 0,
+        burst_conns: 100,
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().expect("flag value");
@@ -59,6 +67,8 @@ fn options() -> Options {
             "--seconds" => o.seconds = value().parse().unwrap(),
             "--idle" => o.idle = value().parse().unwrap(),
             "--hold" => o.hold = value().parse().unwrap(),
+            "--burst" => o.burst = value().parse().unwrap(),
+            "--burst-conns" => o.burst_conns = value().parse().unwrap(),
             "--raw" => o.raw = true,
             other => panic!("unknown flag {other}"),
         }
@@ -259,6 +269,29 @@ async fn idle(o: Arc<Options>, template: Arc<Template>) {
         held.push((rx, tx));
     }
     println!("ready");
+    if o.burst > 0 {
+        tokio::time::sleep(Duration::from_secs_f64(o.hold)).await;
+        let template = Arc::new(Template::new(o.burst, o.raw));
+        let expected = Arc::new(pattern(o.burst));
+        let k = o.burst_conns.min(held.len());
+        let tasks: Vec<_> = held
+            .drain(..k)
+            .map(|(mut rx, mut tx)| {
+                let (o, template, expected) = (o.clone(), template.clone(), expected.clone());
+                tokio::spawn(async move {
+                    let mut out = Vec::new();
+                    template.put(1, &mut out);
+                    tx.write_all(&out).await.unwrap();
+                    read_echo(&mut rx, o.burst, o.raw, &expected, &mut Vec::new()).await;
+                    (rx, tx)
+                })
+            })
+            .collect();
+        for task in tasks {
+            held.push(task.await.unwrap());
+        }
+        println!("burst");
+    }
     tokio::time::sleep(Duration::from_secs_f64(o.hold)).await;
     drop(held);
 }

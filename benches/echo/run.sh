@@ -11,12 +11,17 @@
 #   REPS=1 SECONDS_PER_RUN=1 benches/echo/run.sh
 #   CELLS="16:1 16:100" SERVERS="echo echo_tungstenite" benches/echo/run.sh
 #   IDLE=0 benches/echo/run.sh           # skip the memory measurement
+#   BURST=0 ...                           # idle memory only, no burst
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 REPS=${REPS:-3}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-2}
 IDLE=${IDLE:-10000}
+# After the idle measurement: BURST_CONNS of the idle connections echo one
+# BURST-byte message at once; how much of it does the server keep?
+BURST=${BURST:-1048576}
+BURST_CONNS=${BURST_CONNS:-100}
 SERVERS=${SERVERS:-"echo echo_tungstenite echo_fastwebsockets echo_tokio_websockets echo_raw_tcp"}
 # size:connections[:in-flight per connection]; "lat" marks the latency cell.
 CELLS=${CELLS:-"16:1 1024:1 16384:1 1048576:1:2 16:100 1024:100 16384:100 1048576:100:2 lat"}
@@ -81,14 +86,23 @@ if (( IDLE > 0 )); then
         start_server "$server"
         before=$(awk '/VmRSS/ {print $2}' "/proc/$PID/status")
         fifo=$OUT/idle.fifo; rm -f "$fifo"; mkfifo "$fifo"
-        taskset -c "$LOAD_CPU" "$BIN/echo_load" "127.0.0.1:$PORT" --idle "$IDLE" --hold 30 $(raw_flag "$server") > "$fifo" &
+        taskset -c "$LOAD_CPU" "$BIN/echo_load" "127.0.0.1:$PORT" --idle "$IDLE" --hold 3 \
+            --burst "$BURST" --burst-conns "$BURST_CONNS" $(raw_flag "$server") > "$fifo" &
         load=$!
-        read -r _ < "$fifo"   # "ready": every connection has echoed one message
+        exec 3< "$fifo"
+        read -r _ <&3   # "ready": every connection has echoed one message
         sleep 1
         after=$(awk '/VmRSS/ {print $2}' "/proc/$PID/status")
+        burst=$after
+        if (( BURST > 0 )); then
+            read -r _ <&3   # "burst": BURST_CONNS connections have echoed BURST bytes
+            sleep 1
+            burst=$(awk '/VmRSS/ {print $2}' "/proc/$PID/status")
+        fi
+        exec 3<&-
         kill "$load" 2>/dev/null || true; wait "$load" 2>/dev/null || true
         stop_server
-        echo "$server $IDLE $before $after" | tee -a "$memory"
+        echo "$server $IDLE $before $after $burst" | tee -a "$memory"
     done
 fi
 
@@ -125,10 +139,12 @@ for c in cells:
     print(f"| {label(c)} | " + " | ".join(f"{rate.get(s, 0):,.0f}" for s in servers) + f" | {ratio} | {raw} | {lat} |")
 mem = [l.split() for l in open(memory) if l.strip()]
 if mem:
-    print("\nmemory per idle connection (server RSS growth / connections)")
-    print("| server | connections | RSS before KiB | RSS after KiB | per connection |")
-    print("|---|---|---|---|---|")
-    for server, n, before, after in mem:
+    print("\nmemory per idle connection (server RSS growth / connections), and RSS kept")
+    print("after a burst (some connections echo one large message at once, then idle)")
+    print("| server | connections | RSS before KiB | RSS idle KiB | per connection | kept after burst |")
+    print("|---|---|---|---|---|---|")
+    for server, n, before, after, burst in mem:
         per = (int(after) - int(before)) * 1024 / int(n)
-        print(f"| {names.get(server, server)} | {n} | {before} | {after} | {per / 1000:.1f} KB |")
+        kept = (int(burst) - int(after)) / 1024
+        print(f"| {names.get(server, server)} | {n} | {before} | {after} | {per / 1000:.1f} KB | {kept:.1f} MiB |")
 PY
