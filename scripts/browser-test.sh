@@ -4,13 +4,16 @@
 # another; a message sent in one page must show in the other page of its room,
 # and only there. A second test stops a server under an open page and starts it
 # again: the page must show the close (1001) and reconnect by itself.
-# Screenshots and the server's log land in target/browser/.
+# A third (deflate.test.mjs) opens a WebSocket from Chromium to examples/echo,
+# built with --features deflate, through a byte-counting proxy: it must
+# negotiate permessage-deflate, and large messages must be small on the wire
+# both ways. Screenshots and the server's log land in target/browser/.
 #
 #   bash scripts/browser-test.sh
 #
 # Installs what is missing: chromium and chromium-driver (apt), playwright-core
-# (npm ci in tests/browser; needs Node.js 20 or later). Builds the example in
-# release mode, starts it on a free loopback port, and always stops it; the
+# (npm ci in tests/browser; needs Node.js 20 or later). Builds the examples in
+# release mode, starts broadcast on a free loopback port, and always stops it; the
 # server must then shut down cleanly (SIGINT: every connection closed with
 # 1001). CARGO_CMD replaces `cargo` (e.g. CARGO_CMD="flock /tmp/lock cargo").
 set -euo pipefail
@@ -40,8 +43,10 @@ if [[ ! -d tests/browser/node_modules/playwright-core ||
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-echo "== cargo build --release --example broadcast"
-${CARGO_CMD:-cargo} build --release --example broadcast
+# One build for both: deflate adds nothing to broadcast (it never sets
+# Config::deflate) and makes echo accept permessage-deflate.
+echo "== cargo build --release --features deflate --example broadcast --example echo"
+${CARGO_CMD:-cargo} build --release --features deflate --example broadcast --example echo
 
 log=$out/server.log
 target/release/examples/broadcast 127.0.0.1:0 >"$log" 2>&1 &
@@ -71,12 +76,13 @@ for _ in $(seq 100); do
 done
 [[ -n $url ]] || { echo "browser-test: no URL from the server" >&2; exit 1; }
 
-echo "== node --test tests/browser/chat.test.mjs against $url"
+echo "== node --test tests/browser/chat.test.mjs (against $url) deflate.test.mjs"
 (
   cd tests/browser
   BROADCAST_URL=$url BROADCAST_BIN=$root/target/release/examples/broadcast \
+    ECHO_BIN=$root/target/release/examples/echo \
     SCREENSHOT_DIR=$out CHROMIUM=$(command -v chromium) \
-    timeout 120 node --test --test-reporter=spec chat.test.mjs
+    timeout 180 node --test --test-reporter=spec chat.test.mjs deflate.test.mjs
 )
 
 echo "== the server shuts down cleanly on SIGINT"
@@ -88,4 +94,4 @@ if [[ $status -ne 0 ]]; then
   echo "browser-test: the server exited with status $status after SIGINT" >&2
   exit 1
 fi
-echo "browser test passed; screenshots: $out/chat.png, $out/chat-alice.png"
+echo "browser tests passed (chat, permessage-deflate); screenshots: $out/chat.png, $out/chat-alice.png"
