@@ -776,6 +776,22 @@ where
 /// # Ok(()) }
 /// ```
 pub async fn accept_with<T, F>(
+    io: T,
+    config: Config,
+    callback: F,
+) -> Result<WebSocket<T>, Error>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+    F: FnOnce(&Request) -> Result<Accept, Reject>,
+{
+    // The handshake's state (request, buffers, timer) lives in a box that is
+    // freed once it completes, instead of inline in the caller's future for
+    // the connection's whole life: with the echo loop in a spawned task, that
+    // was 1.7 KB of the 2.3 KB task per idle connection.
+    Box::pin(accept_with_inner(io, config, callback)).await
+}
+
+async fn accept_with_inner<T, F>(
     mut io: T,
     config: Config,
     callback: F,
@@ -796,7 +812,7 @@ where
         return refuse(io, &config, Reject::from_error(&e), e).await;
     }
     match callback(&request) {
-        Ok(accept) => accept_request(io, &request, rest, config, accept).await,
+        Ok(accept) => accept_request_inner(io, &request, rest, config, accept).await,
         Err(reject) => {
             let status = reject.status;
             refuse(io, &config, reject, HandshakeError::Rejected(status)).await
@@ -845,6 +861,20 @@ pub async fn read_request<T: AsyncRead + Unpin>(
 /// [`accept_with`] does; writing the response is bounded by the handshake
 /// timeout.
 pub async fn accept_request<T>(
+    io: T,
+    request: &Request,
+    rest: BytesMut,
+    config: Config,
+    accept: Accept,
+) -> Result<WebSocket<T>, Error>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    // Boxed for the reason given in accept_with.
+    Box::pin(accept_request_inner(io, request, rest, config, accept)).await
+}
+
+async fn accept_request_inner<T>(
     io: T,
     request: &Request,
     rest: BytesMut,
@@ -932,6 +962,18 @@ where
 
 /// Connects as a client over `io` with a [`ClientRequest`] and [`Config`].
 pub async fn connect_with<T>(
+    io: T,
+    request: ClientRequest,
+    config: Config,
+) -> Result<(WebSocket<T>, Response), Error>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    // Boxed for the reason given in accept_with.
+    Box::pin(connect_with_inner(io, request, config)).await
+}
+
+async fn connect_with_inner<T>(
     mut io: T,
     request: ClientRequest,
     config: Config,

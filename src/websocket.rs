@@ -50,7 +50,7 @@ use crate::frame::{FrameHeader, MAX_CONTROL_PAYLOAD};
 use crate::message::{CloseCode, CloseFrame, Message, Utf8Bytes};
 
 /// The first read reserves this much, so an idle connection holds little.
-const READ_CHUNK: usize = 4096;
+const READ_CHUNK: usize = 1024;
 /// While reads keep filling the buffer (a busy peer, pipelined messages), the
 /// read size doubles up to this, so a burst costs few system calls.
 const MAX_READ_CHUNK: usize = 64 << 10;
