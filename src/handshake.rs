@@ -775,11 +775,7 @@ where
 /// .await?;
 /// # Ok(()) }
 /// ```
-pub async fn accept_with<T, F>(
-    io: T,
-    config: Config,
-    callback: F,
-) -> Result<WebSocket<T>, Error>
+pub async fn accept_with<T, F>(io: T, config: Config, callback: F) -> Result<WebSocket<T>, Error>
 where
     T: AsyncRead + AsyncWrite + Unpin,
     F: FnOnce(&Request) -> Result<Accept, Reject>,
