@@ -48,8 +48,8 @@ fn server_config(setting: &Setting) -> DeflateConfig {
         return config;
     }
     config
-        .server_max_window_bits(None)
-        .client_max_window_bits(None)
+        .server_max_window_bits(Some(15))
+        .client_max_window_bits(Some(15))
 }
 
 const W15: &str = "permessage-deflate; server_max_window_bits=15; client_max_window_bits=15";

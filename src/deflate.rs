@@ -91,13 +91,14 @@ pub struct DeflateConfig {
     pub server_no_context_takeover: bool,
     /// The client resets its compressor after every message. Default off.
     pub client_no_context_takeover: bool,
-    /// The largest LZ77 window (2^bits bytes, 8–15) the server compresses with;
-    /// `None` leaves it to the peer (15 at most). Default 13 (8 KiB): see
-    /// [`DeflateConfig::default`].
+    /// The largest LZ77 window (2^bits bytes, 8–15) the server compresses
+    /// with. `None` (the default): as a server, 13 (8 KiB; see
+    /// [`SERVER_WINDOW_BITS`]); as a client, no limit asked for. `Some(15)`
+    /// leaves a server's window unlimited.
     pub server_max_window_bits: Option<u8>,
-    /// The largest window the client compresses with; a server names it only
-    /// to a client that offered the parameter (§7.1.2.2), as browsers do.
-    /// Default 13.
+    /// The largest window the client compresses with. `None` (the default): as
+    /// a server, 13, named only to a client that offered the parameter
+    /// (§7.1.2.2), as browsers do; as a client, no limit offered.
     pub client_max_window_bits: Option<u8>,
     /// Compression level, 0–9. Default 6.
     pub level: u32,
@@ -105,25 +106,35 @@ pub struct DeflateConfig {
     pub min_size: usize,
 }
 
-/// Context takeover on, 8 KiB windows both ways (`max_window_bits=13`),
-/// level 6, messages from 64 bytes.
+/// The window (2^13 = 8 KiB) a server asks for in both directions when
+/// [`DeflateConfig`] leaves it unset.
 ///
 /// Why 13: measured on a server with chat-like JSON (`benches/deflate/run.sh`),
-/// compression with context takeover adds about 353 KB per connection at
-/// window 15, 287 KB at 14, 254 KB at 13, 238 KB at 12 and 232 KB at 9:
+/// compression with context takeover adds about 348 KB per connection at
+/// window 15, 283 KB at 14, 250 KB at 13, 234 KB at 12 and 223 KB at 9:
 /// zlib-rs's compressor has a fixed 128 KiB hash table and literal buffers
 /// whatever the window, so below 13 a smaller window saves little memory while
 /// the ratio keeps getting worse (0.200 at 15, 0.209 at 13, 0.228 at 12, 0.258
 /// at 11). 13 keeps nearly all of 15's compression for 98 KB less per
 /// connection. For much less memory, turn off context takeover: then nothing
 /// is kept between messages.
+///
+/// A client leaves windows unlimited unless told otherwise: its memory is
+/// rarely the constraint, and a server may decline an offer with
+/// `server_max_window_bits` it does not support (§7.1.2.1), or answer a
+/// `client_max_window_bits` value with a larger one, which the client must
+/// then refuse (Autobahn's 13.4 and 13.6 do).
+pub const SERVER_WINDOW_BITS: u8 = 13;
+
+/// Context takeover on, windows as [`SERVER_WINDOW_BITS`] says (a server asks
+/// for 8 KiB, a client for no limit), level 6, messages from 64 bytes.
 impl Default for DeflateConfig {
     fn default() -> Self {
         DeflateConfig {
             server_no_context_takeover: false,
             client_no_context_takeover: false,
-            server_max_window_bits: Some(13),
-            client_max_window_bits: Some(13),
+            server_max_window_bits: None,
+            client_max_window_bits: None,
             level: 6,
             min_size: 64,
         }
@@ -196,18 +207,20 @@ impl DeflateConfig {
 
     fn accept_offer(&self, params: &[(&str, Option<&str>)]) -> Option<(DeflateParams, String)> {
         let offer = Params::parse(params, true).ok()?;
+        let ours_server = self.server_max_window_bits.unwrap_or(SERVER_WINDOW_BITS);
+        let ours_client = self.client_max_window_bits.unwrap_or(SERVER_WINDOW_BITS);
         // §7.1.2.1: a response may name a smaller window than offered, never a
-        // larger one; without an offer the server may still name its own.
-        let server_bits = match (offer.server_max_window_bits, self.server_max_window_bits) {
-            (Some(Some(theirs)), Some(ours)) => Some(theirs.min(ours)),
-            (Some(Some(theirs)), None) => Some(theirs),
-            (_, ours) => ours,
+        // larger one; without an offer the server may still name its own (15,
+        // the most there is, goes without saying).
+        let server_bits = match offer.server_max_window_bits {
+            Some(Some(theirs)) => Some(theirs.min(ours_server)),
+            _ => (ours_server < 15).then_some(ours_server),
         };
         // §7.1.2.2: only if the client said it supports the parameter.
-        let client_bits = match (offer.client_max_window_bits, self.client_max_window_bits) {
-            (None, _) => None,
-            (Some(theirs), Some(ours)) => Some(theirs.map_or(ours, |t| t.min(ours))),
-            (Some(theirs), None) => theirs,
+        let client_bits = match offer.client_max_window_bits {
+            None => None,
+            Some(Some(theirs)) => Some(theirs.min(ours_client)),
+            Some(None) => (ours_client < 15).then_some(ours_client),
         };
         let agreed = DeflateParams {
             server_no_context_takeover: offer.server_no_context_takeover
@@ -658,38 +671,54 @@ mod tests {
             (params.server_max_window_bits, params.client_max_window_bits),
             (Some(9), Some(10))
         );
-        // Unlimited, as before the default changed: a server may always ask
-        // for less, never more.
+        // Unlimited: 15 goes without saying.
         let unlimited = config
-            .server_max_window_bits(None)
-            .client_max_window_bits(None);
+            .server_max_window_bits(Some(15))
+            .client_max_window_bits(Some(15));
         let (_, response) =
             server(&unlimited, "permessage-deflate; client_max_window_bits").unwrap();
         assert_eq!(response, "permessage-deflate");
     }
 
+    /// As a client, the defaults offer no window limits and take whatever a
+    /// server answers within RFC 7692, as Autobahn's client cases need.
     #[test]
     fn client_with_defaults_accepts_what_servers_answer() {
         let client = DeflateConfig::default();
-        assert_eq!(
-            client.offer(),
-            "permessage-deflate; server_max_window_bits=13; client_max_window_bits=13"
-        );
-        // A server that ignores the hints, one that lowers them further, and
-        // one that answers with larger windows than offered (invalid).
+        assert_eq!(client.offer(), "permessage-deflate; client_max_window_bits");
         let agreed = client.negotiate_client("permessage-deflate").unwrap();
-        assert_eq!(agreed.client_max_window_bits, Some(13));
-        let agreed = client
-            .negotiate_client(
-                "permessage-deflate; server_max_window_bits=10; client_max_window_bits=9",
-            )
-            .unwrap();
         assert_eq!(
             (agreed.server_max_window_bits, agreed.client_max_window_bits),
-            (Some(10), Some(9))
+            (None, None)
         );
-        assert!(client
-            .negotiate_client("permessage-deflate; server_max_window_bits=15")
+        for (response, server, client_bits) in [
+            (
+                "permessage-deflate; server_max_window_bits=10; client_max_window_bits=9",
+                10,
+                9,
+            ),
+            (
+                "permessage-deflate; server_max_window_bits=15; client_max_window_bits=15",
+                15,
+                15,
+            ),
+        ] {
+            let agreed = client.negotiate_client(response).unwrap();
+            assert_eq!(
+                (agreed.server_max_window_bits, agreed.client_max_window_bits),
+                (Some(server), Some(client_bits)),
+                "{response}"
+            );
+        }
+        // A client that asks for limits holds the server to them.
+        let limited = client
+            .server_max_window_bits(Some(12))
+            .client_max_window_bits(Some(12));
+        assert!(limited
+            .negotiate_client("permessage-deflate; client_max_window_bits=15")
+            .is_err());
+        assert!(limited
+            .negotiate_client("permessage-deflate; server_max_window_bits=13")
             .is_err());
     }
 
@@ -713,7 +742,7 @@ mod tests {
     #[test]
     fn server_does_not_name_client_window_the_client_did_not_offer() {
         let config = DeflateConfig::default()
-            .server_max_window_bits(None)
+            .server_max_window_bits(Some(15))
             .client_max_window_bits(Some(10));
         let (params, response) = server(&config, "permessage-deflate").unwrap();
         assert_eq!(params.client_max_window_bits, None);

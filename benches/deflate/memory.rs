@@ -344,8 +344,8 @@ async fn serve(addr: &str, unlimited: bool) -> Result<(), BoxError> {
     let mut deflate = DeflateConfig::default();
     if unlimited {
         deflate = deflate
-            .server_max_window_bits(None)
-            .client_max_window_bits(None);
+            .server_max_window_bits(Some(15))
+            .client_max_window_bits(Some(15));
     }
     let config = Config::default().deflate(Some(deflate));
     let listener = TcpListener::bind(addr).await?;
