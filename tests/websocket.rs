@@ -539,26 +539,10 @@ async fn pings_already_buffered_cannot_push_pongs_past_the_write_limit() {
     );
 }
 
-/// A server and a raw client over a pipe that holds only `capacity` bytes, so
-/// that a client that does not read pushes back at once.
-fn server_over_narrow_pipe(
-    config: Config,
-    capacity: usize,
-) -> (
-    wscodec::WebSocket<tokio::io::DuplexStream>,
-    tokio::io::DuplexStream,
-) {
-    let (raw, io) = tokio::io::duplex(capacity);
-    (
-        wscodec::WebSocket::from_upgraded(io, wscodec::Role::Server, config),
-        raw,
-    )
-}
-
 #[tokio::test]
 async fn start_close_queues_past_the_write_limit_and_the_peer_gets_it_last() {
     let config = Config::default().write_buffer_limit(4096);
-    let (mut ws, mut raw) = server_over_narrow_pipe(config, 1024);
+    let (mut ws, mut raw) = server_with_raw_client_over(config, 1024);
     // Fill the pipe and our queue until sending would wait for the reader.
     let mut sent = 0;
     while tokio::time::timeout(
@@ -614,7 +598,7 @@ async fn start_close_ends_a_peer_that_never_reads_after_the_close_timeout() {
     let config = Config::default()
         .write_buffer_limit(4096)
         .close_timeout(Duration::from_secs(5));
-    let (mut ws, _raw) = server_over_narrow_pipe(config, 1024);
+    let (mut ws, _raw) = server_with_raw_client_over(config, 1024);
     for _ in 0..8 {
         ws.start_send_unpin(Message::binary(vec![7u8; 1000]))
             .unwrap();

@@ -61,7 +61,16 @@ pub async fn read_server_frame(io: &mut DuplexStream) -> Option<(bool, u8, Vec<u
 
 /// A server `WebSocket` and the raw client end of its transport.
 pub fn server_with_raw_client(config: Config) -> (WebSocket<DuplexStream>, DuplexStream) {
-    let (raw, io) = tokio::io::duplex(1 << 20);
+    server_with_raw_client_over(config, 1 << 20)
+}
+
+/// Like [`server_with_raw_client`] over a pipe that holds only `capacity`
+/// bytes, so that a client that does not read pushes back at once.
+pub fn server_with_raw_client_over(
+    config: Config,
+    capacity: usize,
+) -> (WebSocket<DuplexStream>, DuplexStream) {
+    let (raw, io) = tokio::io::duplex(capacity);
     (WebSocket::from_upgraded(io, Role::Server, config), raw)
 }
 
