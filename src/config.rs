@@ -94,7 +94,9 @@ pub struct Config {
     /// Bounds on what the peer can make us buffer.
     pub limits: Limits,
     /// Backpressure: while more than this many encoded bytes wait to be written,
-    /// `poll_ready` is `Pending`. Default 128 KiB.
+    /// `poll_ready` is `Pending`. It bounds what the caller queues; what the
+    /// connection queues by itself (one Pong, one Close) never stops the
+    /// stream from reading. Default 128 KiB.
     pub write_buffer_limit: usize,
     /// How long to wait for the peer's close frame after sending ours, and for the
     /// server's TCP close after the closing handshake (client role). Default 10 s.
@@ -104,10 +106,6 @@ pub struct Config {
     pub handshake_timeout: Option<Duration>,
     /// Send a ping after this long without receiving anything. Default off.
     pub keepalive_interval: Option<Duration>,
-    /// Let `poll_flush` wait while a complete frame is already buffered for the
-    /// stream, so replies to a burst of input leave in one write (see
-    /// [`WebSocket`](crate::WebSocket)'s docs on batching). Default on.
-    pub batch_writes: bool,
     /// Send data messages longer than this as several frames of at most this many
     /// payload bytes (§5.4). Default off: one frame per message.
     pub fragment_size: Option<usize>,
@@ -128,7 +126,6 @@ impl Default for Config {
             close_timeout: Duration::from_secs(10),
             handshake_timeout: Some(Duration::from_secs(10)),
             keepalive_interval: None,
-            batch_writes: true,
             #[cfg(feature = "deflate")]
             deflate: None,
             fragment_size: None,
@@ -172,12 +169,6 @@ impl Config {
     #[cfg(feature = "deflate")]
     pub fn deflate(mut self, deflate: Option<crate::deflate::DeflateConfig>) -> Self {
         self.deflate = deflate;
-        self
-    }
-
-    /// Sets [`Config::batch_writes`].
-    pub fn batch_writes(mut self, batch: bool) -> Self {
-        self.batch_writes = batch;
         self
     }
 

@@ -28,11 +28,50 @@ pub enum Error {
     Closed,
     /// No frame arrived from the peer within the configured idle timeout.
     IdleTimeout,
+    /// The connection ended without a closing handshake: what RFC 6455
+    /// §7.1.5 reports as close code 1006 ([`CloseCode::ABNORMAL`]), which is
+    /// never sent on the wire. The stream yields it as its last item, and a
+    /// pending `flush` or `close` whose bytes were dropped fails with it.
+    AbnormalClosure(AbnormalClosure),
+}
+
+/// How a connection ended without a closing handshake; see
+/// [`Error::AbnormalClosure`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AbnormalClosure {
+    /// The peer closed the transport (EOF) without sending a Close frame.
+    PeerEof,
+    /// The peer did not answer our Close frame within
+    /// [`Config::close_timeout`](crate::Config::close_timeout), or the transport
+    /// did not take our last bytes within it.
+    CloseTimeout,
+}
+
+impl AbnormalClosure {
+    /// 1006, the code RFC 6455 §7.1.5 gives a connection closed this way.
+    pub fn close_code(&self) -> CloseCode {
+        CloseCode::ABNORMAL
+    }
+}
+
+impl fmt::Display for AbnormalClosure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AbnormalClosure::PeerEof => {
+                f.write_str("the peer closed the connection without a close frame")
+            }
+            AbnormalClosure::CloseTimeout => {
+                f.write_str("the closing handshake did not complete within the close timeout")
+            }
+        }
+    }
 }
 
 impl Error {
     /// The close code this error fails the connection with, if it is one the peer
-    /// caused.
+    /// caused. An [`Error::AbnormalClosure`] sends none: its 1006 is only ever
+    /// reported locally ([`AbnormalClosure::close_code`]).
     pub fn close_code(&self) -> Option<CloseCode> {
         match self {
             Error::Protocol(e) => Some(e.close_code()),
@@ -52,6 +91,7 @@ impl fmt::Display for Error {
             Error::Handshake(e) => write!(f, "handshake failed: {e}"),
             Error::Closed => f.write_str("the WebSocket connection is closed"),
             Error::IdleTimeout => f.write_str("no frame arrived within the idle timeout"),
+            Error::AbnormalClosure(e) => write!(f, "abnormal closure (1006): {e}"),
         }
     }
 }

@@ -72,7 +72,7 @@ mod websocket;
 
 pub use codec::{Frame, FrameCodec, MessageCodec, PreparedMessage};
 pub use config::{Config, Limits, Role};
-pub use error::{CapacityError, Error, HandshakeError, ProtocolError};
+pub use error::{AbnormalClosure, CapacityError, Error, HandshakeError, ProtocolError};
 pub use frame::OpCode;
 pub use handshake::{
     accept, accept_request, accept_with, connect, connect_with, read_request, ClientRequest,

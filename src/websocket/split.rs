@@ -1,0 +1,426 @@
+//! The split halves of a [`WebSocket`]: [`ReadHalf`] and [`WriteHalf`].
+//!
+//! Both halves share one connection behind a lock that never blocks a thread:
+//! a half that finds it taken registers its waker and returns `Pending`, and
+//! the holder wakes it on release. So a reader inflating a large message
+//! holds up the writer's task, never a runtime thread. `Sink::start_send`
+//! cannot wait; when the lock is taken it hands its message over through a
+//! one-message slot that the next holder queues first, in order.
+//!
+//! The transport's write side and the timer keep one waker each, and both
+//! halves may wait on them (the reader to send a Pong or run the close, the
+//! writer its data). They are polled with a waker that wakes whichever halves
+//! are waiting, so neither loses its wake-up (the failure tokio-websockets #92
+//! and #106 describe). Only the reader reads, with its own waker.
+
+use std::ops::{Deref, DerefMut};
+use std::pin::Pin;
+use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::task::{ready, Context, Poll, Wake, Waker};
+
+use bytes::BytesMut;
+use futures_core::Stream;
+use futures_sink::Sink;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::WebSocket;
+use crate::codec::{encode_message, PreparedMessage};
+use crate::config::Role;
+use crate::error::Error;
+use crate::message::{CloseFrame, Message};
+
+/// Which half is polling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Side {
+    Read,
+    Write,
+}
+
+impl Side {
+    pub(super) fn other(self) -> Side {
+        match self {
+            Side::Read => Side::Write,
+            Side::Write => Side::Read,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A waker slot per half, and a waker that wakes both.
+#[derive(Debug, Default)]
+struct Halves {
+    slots: [Mutex<Option<Waker>>; 2],
+}
+
+impl Halves {
+    fn slot(&self, side: Side) -> MutexGuard<'_, Option<Waker>> {
+        self.slots[side.index()]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Wake for Halves {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        for side in [Side::Read, Side::Write] {
+            if let Some(waker) = self.slot(side).take() {
+                waker.wake();
+            }
+        }
+    }
+}
+
+/// The wakers of a split connection's halves.
+#[derive(Debug, Clone)]
+pub(super) struct SplitWakers {
+    halves: Arc<Halves>,
+    /// Wakes every half waiting; made once, cloned per poll.
+    both: Waker,
+}
+
+impl SplitWakers {
+    fn new() -> Self {
+        let halves = Arc::new(Halves::default());
+        SplitWakers {
+            both: Waker::from(halves.clone()),
+            halves,
+        }
+    }
+
+    /// The waker to poll shared resources with.
+    pub(super) fn waker(&self) -> Waker {
+        self.both.clone()
+    }
+
+    /// `side` is polling with `waker`: it is the one to wake. Registered
+    /// before anything is polled, so no wake-up can fall in between.
+    pub(super) fn register(&self, side: Side, waker: &Waker) {
+        let mut slot = self.halves.slot(side);
+        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
+    }
+
+    pub(super) fn wake(&self, side: Side) {
+        if let Some(waker) = self.halves.slot(side).take() {
+            waker.wake();
+        }
+    }
+}
+
+/// A half waiting for the lock.
+#[derive(Debug, Default)]
+struct LockWaiter {
+    waiting: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+#[derive(Debug)]
+struct Shared<T> {
+    ws: Mutex<WebSocket<T>>,
+    lock_waiters: [LockWaiter; 2],
+    /// A message `WriteHalf::start_send` handed over while the lock was taken.
+    handoff: Mutex<Option<Message>>,
+    handoff_full: AtomicBool,
+    wakers: SplitWakers,
+}
+
+/// The lock, held for one poll; releasing it wakes a half that waits for it.
+struct Guard<'a, T> {
+    shared: &'a Shared<T>,
+    ws: Option<MutexGuard<'a, WebSocket<T>>>,
+}
+
+impl<T> Deref for Guard<'_, T> {
+    type Target = WebSocket<T>;
+    fn deref(&self) -> &WebSocket<T> {
+        self.ws.as_ref().expect("held until drop")
+    }
+}
+
+impl<T> DerefMut for Guard<'_, T> {
+    fn deref_mut(&mut self) -> &mut WebSocket<T> {
+        self.ws.as_mut().expect("held until drop")
+    }
+}
+
+impl<T> Drop for Guard<'_, T> {
+    fn drop(&mut self) {
+        drop(self.ws.take());
+        // Pairs with the fence in `poll_lock`: either the waiter sees the lock
+        // free on its second try, or we see its flag here.
+        fence(Ordering::SeqCst);
+        for waiter in &self.shared.lock_waiters {
+            if waiter.waiting.load(Ordering::Relaxed)
+                && waiter.waiting.swap(false, Ordering::SeqCst)
+            {
+                let waker = waiter
+                    .waker
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+            }
+        }
+    }
+}
+
+impl<T> Shared<T> {
+    fn try_lock(&self) -> Option<Guard<'_, T>> {
+        let ws = match self.ws.try_lock() {
+            Ok(ws) => ws,
+            // A panic in a poll leaves the state as consistent as any other
+            // interrupted poll.
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
+        let mut guard = Guard {
+            shared: self,
+            ws: Some(ws),
+        };
+        if self.handoff_full.load(Ordering::Acquire) {
+            self.take_handoff(&mut guard);
+        }
+        Some(guard)
+    }
+
+    fn poll_lock(&self, side: Side, cx: &mut Context<'_>) -> Poll<Guard<'_, T>> {
+        if let Some(guard) = self.try_lock() {
+            return Poll::Ready(guard);
+        }
+        let waiter = &self.lock_waiters[side.index()];
+        *waiter.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+        waiter.waiting.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        // The holder may have released the lock before it could see our flag.
+        match self.try_lock() {
+            Some(guard) => {
+                waiter.waiting.store(false, Ordering::Relaxed);
+                Poll::Ready(guard)
+            }
+            None => Poll::Pending,
+        }
+    }
+
+    /// The blocking lock, for a `start_send` that found the handoff slot full:
+    /// only a caller that skipped `poll_ready` gets here.
+    fn lock(&self) -> Guard<'_, T> {
+        let ws = self.ws.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = Guard {
+            shared: self,
+            ws: Some(ws),
+        };
+        self.take_handoff(&mut guard);
+        guard
+    }
+
+    /// Queues the handed-over message ahead of anything else.
+    fn take_handoff(&self, ws: &mut WebSocket<T>) {
+        let message = self
+            .handoff
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        self.handoff_full.store(false, Ordering::Release);
+        if let Some(message) = message {
+            if let Err(error) = ws.core.start_send(message) {
+                // Sent after our Close: the writer hears of it next time.
+                ws.core.refused = Some(error);
+            }
+        }
+    }
+
+    /// `start_send` without waiting: queue `message` now if the lock is free,
+    /// else hand it over. Either way a message that cannot be sent fails here.
+    fn send_now_or_hand_over(&self, message: Message) -> Result<(), Error> {
+        if let Some(mut ws) = self.try_lock() {
+            let result = ws.core.start_send(message);
+            ws.wake_other(Side::Write);
+            return result;
+        }
+        if message.is_control() {
+            // Control frames are small: encoding one is the check.
+            encode_message(
+                Role::Server,
+                &message,
+                usize::MAX,
+                None,
+                &mut BytesMut::new(),
+            )?;
+        }
+        let mut slot = self.handoff.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_some() {
+            drop(slot);
+            let mut ws = self.lock();
+            let result = ws.core.start_send(message);
+            ws.wake_other(Side::Write);
+            return result;
+        }
+        *slot = Some(message);
+        self.handoff_full.store(true, Ordering::Release);
+        Ok(())
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> WebSocket<T> {
+    /// Splits into a reading and a writing half that two tasks can use at once.
+    /// Each half holds the connection only while it is being polled, and
+    /// never blocks a thread waiting for the other.
+    ///
+    /// Keep polling the read half: it answers pings and completes the closing
+    /// handshake, even one the write half started.
+    ///
+    /// ```
+    /// use futures::{SinkExt, StreamExt};
+    /// use wscodec::{Config, Message, Role, WebSocket};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), wscodec::Error> {
+    /// let (a, b) = tokio::io::duplex(4096);
+    /// let (mut tx, mut rx) = WebSocket::from_upgraded(a, Role::Client, Config::default()).split();
+    /// let mut server = WebSocket::from_upgraded(b, Role::Server, Config::default());
+    /// let writer = tokio::spawn(async move { tx.send(Message::text("from a task")).await });
+    /// let echo = server.next().await.unwrap()?;
+    /// server.send(echo).await?;
+    /// writer.await.unwrap()?;
+    /// assert_eq!(rx.next().await.unwrap()?, Message::text("from a task"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn split(mut self) -> (WriteHalf<T>, ReadHalf<T>) {
+        let wakers = SplitWakers::new();
+        self.split = Some(wakers.clone());
+        let shared = Arc::new(Shared {
+            ws: Mutex::new(self),
+            lock_waiters: Default::default(),
+            handoff: Mutex::new(None),
+            handoff_full: AtomicBool::new(false),
+            wakers,
+        });
+        (
+            WriteHalf {
+                shared: shared.clone(),
+            },
+            ReadHalf { shared },
+        )
+    }
+}
+
+/// The receiving half of a split [`WebSocket`]: a [`Stream`] of messages. It also
+/// answers pings and completes the closing handshake, so keep polling it.
+#[derive(Debug)]
+pub struct ReadHalf<T> {
+    shared: Arc<Shared<T>>,
+}
+
+/// The sending half of a split [`WebSocket`]: a [`Sink`] of messages.
+#[derive(Debug)]
+pub struct WriteHalf<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> ReadHalf<T> {
+    /// Puts the halves back together; gives them back if they are not a pair.
+    pub fn reunite(self, other: WriteHalf<T>) -> Result<WebSocket<T>, (ReadHalf<T>, WriteHalf<T>)> {
+        if !Arc::ptr_eq(&self.shared, &other.shared) {
+            return Err((self, other));
+        }
+        drop(other);
+        let shared = Arc::into_inner(self.shared).expect("both halves were given");
+        let mut ws = shared.ws.into_inner().unwrap_or_else(|e| e.into_inner());
+        let handed_over = shared
+            .handoff
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(message) = handed_over {
+            if let Err(error) = ws.core.start_send(message) {
+                ws.core.refused = Some(error);
+            }
+        }
+        ws.split = None;
+        Ok(ws)
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Stream for ReadHalf<T> {
+    type Item = Result<Message, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mut ws = ready!(self.shared.poll_lock(Side::Read, cx));
+        ws.poll_as(Side::Read, cx, WebSocket::poll_next_inner)
+    }
+}
+
+/// See the `Sink` impl of [`WebSocket`].
+impl<T: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WriteHalf<T> {
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let mut ws = ready!(self.shared.poll_lock(Side::Write, cx));
+        ws.poll_as(Side::Write, cx, WebSocket::poll_ready_inner)
+    }
+
+    fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
+        self.shared.send_now_or_hand_over(message)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let mut ws = ready!(self.shared.poll_lock(Side::Write, cx));
+        ws.poll_as(Side::Write, cx, WebSocket::poll_flush_inner)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let mut ws = ready!(self.shared.poll_lock(Side::Write, cx));
+        ws.poll_as(Side::Write, cx, WebSocket::poll_close_inner)
+    }
+}
+
+impl<T> WriteHalf<T> {
+    /// [`WebSocket::start_close`] on the write half; the read half completes
+    /// the close, and is woken to do it.
+    pub fn start_close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
+        match self.shared.try_lock() {
+            Some(mut ws) => ws.start_close(frame),
+            None => {
+                // The reader holds the lock: hand the Close over and wake it
+                // to queue it and start the close deadline.
+                self.shared.send_now_or_hand_over(Message::Close(frame))?;
+                self.shared.wakers.wake(Side::Read);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> WriteHalf<T> {
+    /// [`WebSocket::feed_prepared`] on the write half.
+    pub async fn feed_prepared(&mut self, message: &PreparedMessage) -> Result<(), Error> {
+        std::future::poll_fn(|cx| {
+            let mut ws = ready!(self.shared.poll_lock(Side::Write, cx));
+            ws.poll_as(Side::Write, cx, |ws, cx| {
+                ready!(ws.poll_ready_inner(cx))?;
+                Poll::Ready(ws.core.start_send_prepared(message))
+            })
+        })
+        .await
+    }
+
+    /// [`WebSocket::send_prepared`] on the write half.
+    pub async fn send_prepared(&mut self, message: &PreparedMessage) -> Result<(), Error> {
+        self.feed_prepared(message).await?;
+        std::future::poll_fn(|cx| {
+            let mut ws = ready!(self.shared.poll_lock(Side::Write, cx));
+            ws.poll_as(Side::Write, cx, WebSocket::poll_flush_inner)
+        })
+        .await
+    }
+}
