@@ -30,7 +30,7 @@ async fn main() -> Result<()> {
         let mut ws = open(&format!("{base}/runCase?case={case}&agent={agent}")).await?;
         // Errors are the point of many cases: the suite judges how we failed.
         while let Some(Ok(message)) = ws.next().await {
-            if !message.is_control() && ws.send(message).await.is_err() {
+            if !message.is_control() && ws.feed(message).await.is_err() {
                 break;
             }
         }

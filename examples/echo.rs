@@ -46,8 +46,10 @@ async fn serve(tcp: TcpStream) -> Result<(), wscodec::Error> {
         let message = message?;
         // Pings are answered and the closing handshake is run by the WebSocket;
         // only data is echoed.
+        // `feed`, not `send`: replies to a burst of pipelined messages leave
+        // together, in one write, when the stream next waits for input.
         if !message.is_control() {
-            ws.send(message).await?;
+            ws.feed(message).await?;
         }
     }
     Ok(())

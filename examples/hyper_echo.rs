@@ -47,7 +47,7 @@ pub async fn handle(mut request: Request<Incoming>) -> Result<Response<Full<Byte
         let mut ws =
             WebSocket::from_upgraded(TokioIo::new(upgraded), Role::Server, Config::default());
         while let Some(Ok(message)) = ws.next().await {
-            if !message.is_control() && ws.send(message).await.is_err() {
+            if !message.is_control() && ws.feed(message).await.is_err() {
                 break;
             }
         }

@@ -45,7 +45,7 @@ pub async fn serve(listener: TcpListener, acceptor: TlsAcceptor) -> std::io::Res
                 while let Some(message) = ws.next().await {
                     let message = message?;
                     if !message.is_control() {
-                        ws.send(message).await?;
+                        ws.feed(message).await?;
                     }
                 }
                 Ok::<_, BoxError>(())

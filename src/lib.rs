@@ -20,7 +20,7 @@
 //!                 if message.is_control() {
 //!                     continue; // pings and the closing handshake are answered for us
 //!                 }
-//!                 ws.send(message).await?;
+//!                 ws.feed(message).await?; // written when next() waits for input
 //!             }
 //!             Ok::<_, wscodec::Error>(())
 //!         });
