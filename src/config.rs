@@ -95,7 +95,7 @@ pub struct Config {
     pub limits: Limits,
     /// Backpressure: while more than this many encoded bytes wait to be written,
     /// `poll_ready` is `Pending`. It bounds what the caller queues; what the
-    /// connection queues by itself (one Pong, one Close) never stops the
+    /// connection queues by itself (a few KiB of Pongs, one Close) never stops the
     /// stream from reading. Default 128 KiB.
     pub write_buffer_limit: usize,
     /// How long to wait for the peer's close frame after sending ours, and for the

@@ -662,8 +662,10 @@ impl AsyncWrite for PingFlood {
     }
 }
 
-/// A server Pong with a full 125-byte payload, on the wire.
-const PONG_FRAME: usize = 2 + 125;
+/// What we may queue for a peer that pings and never reads: 4 KiB of Pongs
+/// (src/websocket/core.rs, MAX_UNWRITTEN_CONTROL), plus the last one that
+/// crossed it. The rest is one Pong for the latest Ping, held unencoded.
+const MOST_PONG_BYTES: usize = 4096 + 2 + 125;
 
 /// Reads `pings` pings of the flood (our pongs cannot go out), checking after
 /// each that what we queue stays bounded; returns the most ever queued.
@@ -684,8 +686,9 @@ fn read_flood(ws: &mut WebSocket<PingFlood>, pings: usize) -> usize {
 
 /// Regression (issue 12, defect 2): the reader used to stop reading while the
 /// write queue was over its limit, which deadlocked split halves against an
-/// echo peer. Now it keeps reading, and what it generates itself is one
-/// pending Pong for the latest Ping (RFC 6455 §5.5.3) beside one queued.
+/// echo peer. Now it keeps reading, and what it generates itself is bounded:
+/// 4 KiB of Pongs queued, then one pending for the latest Ping (RFC 6455
+/// §5.5.3).
 #[test]
 fn pongs_stay_bounded_when_the_peer_floods_pings_and_reads_nothing() {
     let _serial = serial();
@@ -694,7 +697,7 @@ fn pongs_stay_bounded_when_the_peer_floods_pings_and_reads_nothing() {
     let meter = PeakMeter::start();
     let most_queued = read_flood(&mut ws, 100_000);
     assert!(
-        most_queued <= PONG_FRAME,
+        most_queued <= MOST_PONG_BYTES,
         "{most_queued} bytes of pongs queued for 100,000 pings"
     );
     let growth = meter.growth();
@@ -705,8 +708,8 @@ fn pongs_stay_bounded_when_the_peer_floods_pings_and_reads_nothing() {
 fn pongs_stay_bounded_when_a_ping_flood_follows_a_large_frame() {
     let _serial = serial();
     // A 4 MiB frame (allowed) makes the read buffer large; the pings behind it
-    // arrive in the same reads. However many pings one read brings, one Pong
-    // is queued.
+    // arrive in the same reads. However many pings one read brings, the
+    // Pongs queued stay bounded.
     let config = Config::default()
         .write_buffer_limit(16 * KIB)
         .limits(Limits::default().max_frame_size(4 * MIB));
@@ -715,7 +718,7 @@ fn pongs_stay_bounded_when_a_ping_flood_follows_a_large_frame() {
     let mut ws = WebSocket::from_upgraded(PingFlood::new(prefix), Role::Server, config);
     let most_queued = read_flood(&mut ws, 100_000);
     assert!(
-        most_queued <= PONG_FRAME,
+        most_queued <= MOST_PONG_BYTES,
         "{most_queued} bytes of pongs queued for 100,000 pings"
     );
 }

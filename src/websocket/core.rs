@@ -30,6 +30,11 @@ pub(super) const READ_CHUNK: usize = 1024;
 /// read size doubles up to this, so a burst costs few system calls.
 pub(super) const MAX_READ_CHUNK: usize = 64 << 10;
 
+/// The most bytes of Pongs and keepalive Pings we queue while earlier ones are
+/// still unwritten (about 32 Pongs of the largest size). Past it, pings are
+/// answered by one Pong for the latest (RFC 6455 §5.5.3) once the peer reads.
+pub(super) const MAX_UNWRITTEN_CONTROL: usize = 4 << 10;
+
 /// Where the connection is; see the state table in the module above.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum State {
@@ -85,14 +90,19 @@ pub(super) struct Core {
     pub(super) writes: WriteQueue,
     pub(super) state: State,
     pub(super) deadlines: Deadlines,
-    /// The payload of the latest Ping not yet answered. §5.5.3 lets us answer
-    /// only the most recent one, so a peer that pings without reading our
-    /// Pongs makes us hold at most this one and one queued: the reader never
-    /// has to stop reading because of what it generates.
+    /// The payload of the latest Ping not yet answered. Every Ping gets its
+    /// Pong while the peer reads them; once [`MAX_UNWRITTEN_CONTROL`] bytes of
+    /// ours wait unwritten, only the latest Ping is kept to answer (§5.5.3
+    /// allows that). So a peer that pings without reading makes us hold a
+    /// bounded amount, and the reader never has to stop reading because of
+    /// what it generates.
     pong: Option<Bytes>,
     /// Where in the write stream the last Pong or keepalive Ping we queued
-    /// ends; while `writes.written()` is short of it, that frame has not left.
+    /// ends; once `writes.written()` reaches it, all of them have left.
     control_end: u64,
+    /// Bytes of Pongs and Pings queued since they last all left: an upper
+    /// bound of what of ours waits unwritten.
+    control_unwritten: usize,
     /// Our FIN is sent.
     pub(super) shut_down: bool,
     /// Bytes were written to the transport since its last flush.
@@ -124,6 +134,7 @@ impl Core {
             state: State::Open,
             pong: None,
             control_end: 0,
+            control_unwritten: 0,
             shut_down: false,
             needs_flush: false,
             dropped: false,
@@ -255,9 +266,9 @@ impl Core {
         }
         if due.keepalive {
             self.deadlines.pinged(Instant::now());
-            if !self.control_in_flight() {
-                self.push(&Message::Ping(Bytes::new()));
-                self.control_end = self.writes.end();
+            // A peer that has not read our last control frames gets no more.
+            if self.control_room() == MAX_UNWRITTEN_CONTROL {
+                self.push_control(&Message::Ping(Bytes::new()));
             }
         }
     }
@@ -311,10 +322,12 @@ impl Core {
         Ok(())
     }
 
-    /// Moves the pending Pong into the write queue, if the last control frame
-    /// we queued has left; the driver calls this before each write.
+    /// Moves the pending Pong into the write queue if there is room for it
+    /// (see [`MAX_UNWRITTEN_CONTROL`]); the driver calls this before and
+    /// after each write.
     pub(super) fn queue_control(&mut self) {
-        if !self.control_in_flight() && self.pong.is_some() {
+        let pong_len = self.pong.as_ref().map_or(0, |p| 2 + p.len());
+        if pong_len > 0 && pong_len <= self.control_room() {
             self.flush_pong();
         }
     }
@@ -330,15 +343,25 @@ impl Core {
 
     // ----- internals -----
 
-    fn control_in_flight(&self) -> bool {
-        self.writes.written() < self.control_end
+    /// How many more bytes of Pongs and Pings we may queue now.
+    fn control_room(&mut self) -> usize {
+        if self.writes.written() >= self.control_end {
+            self.control_unwritten = 0;
+        }
+        MAX_UNWRITTEN_CONTROL.saturating_sub(self.control_unwritten)
     }
 
     fn flush_pong(&mut self) {
         if let Some(payload) = self.pong.take() {
-            self.push(&Message::Pong(payload));
-            self.control_end = self.writes.end();
+            self.push_control(&Message::Pong(payload));
         }
+    }
+
+    fn push_control(&mut self, message: &Message) {
+        let before = self.writes.end();
+        self.push(message);
+        self.control_end = self.writes.end();
+        self.control_unwritten += (self.control_end - before) as usize;
     }
 
     fn queue(&mut self, message: &Message) -> Result<(), Error> {

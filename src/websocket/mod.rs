@@ -18,7 +18,8 @@
 //! | `timers.rs` | the deadlines (keepalive, idle, close) as instants; the driver keeps one `Sleep` for all |
 //! | `write_queue.rs` | encoded bytes in order, shared payloads without copies |
 //! | `mod.rs` (this) | the driver: moves bytes between the transport and the core, polls the one `Sleep`, implements `Stream` and `Sink` |
-//! | `split.rs` | the halves: a lock that never blocks a thread, and the wakers both halves share |
+//! | `split.rs` | the halves, and the wakers both halves share |
+//! | `lock.rs` | the halves' lock, which wakes a task instead of blocking a thread |
 //!
 //! # The state machine
 //!
@@ -34,7 +35,7 @@
 //!
 //! | state | event | action | next |
 //! |---|---|---|---|
-//! | Open | bytes read | decode; a Ping becomes the pending Pong | Open |
+//! | Open | bytes read | decode; a Ping gets a Pong queued (bounded, see below) | Open |
 //! | Open | message sent | encode into the write queue | Open |
 //! | Open | Close sent by us | queue it past the write limit, start the close deadline, wake the reader | CloseSent |
 //! | Open | peer's Close | queue our answer (its code), start the close deadline | Closing (handshake, by peer) |
@@ -53,14 +54,16 @@
 //! Every transition to `Closing` or `Done` wakes the other half. A transition
 //! that drops queued bytes makes a waiting `poll_flush` fail rather than report
 //! them sent. The reader never stops reading because of the write queue: what
-//! it generates itself is bounded by keeping one pending Pong, for the latest
-//! Ping (§5.5.3), and one Close.
+//! it generates itself is bounded: every Ping is answered while the peer
+//! reads our Pongs, at most 4 KiB of them wait unwritten, and past that only
+//! the latest Ping is kept to answer (§5.5.3); plus one Close.
 //!
 //! Reading to EOF before dropping the socket matters: closing a TCP socket with
 //! unread bytes makes the kernel send RST, which can destroy our close frame
 //! before the peer reads it.
 
 mod core;
+mod lock;
 mod split;
 mod timers;
 mod write_queue;

@@ -1,8 +1,8 @@
 //! The split halves of a [`WebSocket`]: [`ReadHalf`] and [`WriteHalf`].
 //!
-//! Both halves share one connection behind a lock that never blocks a thread:
-//! a half that finds it taken registers its waker and returns `Pending`, and
-//! the holder wakes it on release. So a reader inflating a large message
+//! Both halves share one connection behind a lock that never blocks a thread
+//! (`lock.rs`): a half that finds it taken registers its waker and returns
+//! `Pending`, and the holder wakes it on release. So a reader inflating a large message
 //! holds up the writer's task, never a runtime thread. `Sink::start_send`
 //! cannot wait; when the lock is taken it hands its message over through a
 //! one-message slot that the next holder queues first, in order.
@@ -13,10 +13,9 @@
 //! are waiting, so neither loses its wake-up (the failure tokio-websockets #92
 //! and #106 describe). Only the reader reads, with its own waker.
 
-use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
-use std::sync::atomic::{fence, AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll, Wake, Waker};
 
 use bytes::BytesMut;
@@ -24,6 +23,7 @@ use futures_core::Stream;
 use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use super::lock::{WakeGuard, WakeLock};
 use super::WebSocket;
 use crate::codec::{encode_message, PreparedMessage};
 use crate::config::Role;
@@ -116,112 +116,39 @@ impl SplitWakers {
     }
 }
 
-/// A half waiting for the lock.
-#[derive(Debug, Default)]
-struct LockWaiter {
-    waiting: AtomicBool,
-    waker: Mutex<Option<Waker>>,
-}
-
 #[derive(Debug)]
 struct Shared<T> {
-    ws: Mutex<WebSocket<T>>,
-    lock_waiters: [LockWaiter; 2],
+    ws: WakeLock<WebSocket<T>>,
     /// A message `WriteHalf::start_send` handed over while the lock was taken.
     handoff: Mutex<Option<Message>>,
     handoff_full: AtomicBool,
     wakers: SplitWakers,
 }
 
-/// The lock, held for one poll; releasing it wakes a half that waits for it.
-struct Guard<'a, T> {
-    shared: &'a Shared<T>,
-    ws: Option<MutexGuard<'a, WebSocket<T>>>,
-}
-
-impl<T> Deref for Guard<'_, T> {
-    type Target = WebSocket<T>;
-    fn deref(&self) -> &WebSocket<T> {
-        self.ws.as_ref().expect("held until drop")
-    }
-}
-
-impl<T> DerefMut for Guard<'_, T> {
-    fn deref_mut(&mut self) -> &mut WebSocket<T> {
-        self.ws.as_mut().expect("held until drop")
-    }
-}
-
-impl<T> Drop for Guard<'_, T> {
-    fn drop(&mut self) {
-        drop(self.ws.take());
-        // Pairs with the fence in `poll_lock`: either the waiter sees the lock
-        // free on its second try, or we see its flag here.
-        fence(Ordering::SeqCst);
-        for waiter in &self.shared.lock_waiters {
-            if waiter.waiting.load(Ordering::Relaxed)
-                && waiter.waiting.swap(false, Ordering::SeqCst)
-            {
-                let waker = waiter
-                    .waker
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .take();
-                if let Some(waker) = waker {
-                    waker.wake();
-                }
-            }
-        }
-    }
-}
+type Guard<'a, T> = WakeGuard<'a, WebSocket<T>>;
 
 impl<T> Shared<T> {
-    fn try_lock(&self) -> Option<Guard<'_, T>> {
-        let ws = match self.ws.try_lock() {
-            Ok(ws) => ws,
-            // A panic in a poll leaves the state as consistent as any other
-            // interrupted poll.
-            Err(TryLockError::Poisoned(e)) => e.into_inner(),
-            Err(TryLockError::WouldBlock) => return None,
-        };
-        let mut guard = Guard {
-            shared: self,
-            ws: Some(ws),
-        };
+    /// Every way in queues a handed-over message first, so it keeps its place.
+    fn locked<'a>(&'a self, mut guard: Guard<'a, T>) -> Guard<'a, T> {
         if self.handoff_full.load(Ordering::Acquire) {
             self.take_handoff(&mut guard);
         }
-        Some(guard)
+        guard
+    }
+
+    fn try_lock(&self) -> Option<Guard<'_, T>> {
+        self.ws.try_lock().map(|guard| self.locked(guard))
     }
 
     fn poll_lock(&self, side: Side, cx: &mut Context<'_>) -> Poll<Guard<'_, T>> {
-        if let Some(guard) = self.try_lock() {
-            return Poll::Ready(guard);
-        }
-        let waiter = &self.lock_waiters[side.index()];
-        *waiter.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
-        waiter.waiting.store(true, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        // The holder may have released the lock before it could see our flag.
-        match self.try_lock() {
-            Some(guard) => {
-                waiter.waiting.store(false, Ordering::Relaxed);
-                Poll::Ready(guard)
-            }
-            None => Poll::Pending,
-        }
+        let guard = ready!(self.ws.poll_lock(side.index(), cx));
+        Poll::Ready(self.locked(guard))
     }
 
     /// The blocking lock, for a `start_send` that found the handoff slot full:
     /// only a caller that skipped `poll_ready` gets here.
     fn lock(&self) -> Guard<'_, T> {
-        let ws = self.ws.lock().unwrap_or_else(|e| e.into_inner());
-        let mut guard = Guard {
-            shared: self,
-            ws: Some(ws),
-        };
-        self.take_handoff(&mut guard);
-        guard
+        self.locked(self.ws.lock())
     }
 
     /// Queues the handed-over message ahead of anything else.
@@ -300,8 +227,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WebSocket<T> {
         let wakers = SplitWakers::new();
         self.split = Some(wakers.clone());
         let shared = Arc::new(Shared {
-            ws: Mutex::new(self),
-            lock_waiters: Default::default(),
+            ws: WakeLock::new(self),
             handoff: Mutex::new(None),
             handoff_full: AtomicBool::new(false),
             wakers,
@@ -336,7 +262,7 @@ impl<T> ReadHalf<T> {
         }
         drop(other);
         let shared = Arc::into_inner(self.shared).expect("both halves were given");
-        let mut ws = shared.ws.into_inner().unwrap_or_else(|e| e.into_inner());
+        let mut ws = shared.ws.into_inner();
         let handed_over = shared
             .handoff
             .into_inner()
