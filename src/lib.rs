@@ -56,27 +56,31 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod accept;
 pub mod codec;
 pub mod config;
+mod connect;
 #[cfg(feature = "deflate")]
 pub mod deflate;
 pub mod error;
 pub mod frame;
 pub mod handshake;
-#[cfg(feature = "http")]
-pub mod http_types;
 pub mod mask;
 pub mod message;
 pub mod utf8;
 mod websocket;
 
+pub use accept::{accept, accept_request, accept_with, read_request};
 pub use codec::{Frame, FrameCodec, MessageCodec, PreparedMessage};
 pub use config::{Config, Limits, Role};
+pub use connect::{connect, connect_with};
 pub use error::{AbnormalClosure, CapacityError, Error, HandshakeError, ProtocolError};
 pub use frame::OpCode;
-pub use handshake::{
-    accept, accept_request, accept_with, connect, connect_with, read_request, ClientRequest,
-};
+/// Conversions to and from the `http` crate's types; also at
+/// [`handshake::http`].
+#[cfg(feature = "http")]
+pub use handshake::http as http_types;
+pub use handshake::ClientRequest;
 pub use message::{CloseCode, CloseFrame, Message, Utf8Bytes};
 pub use websocket::{ReadHalf, WebSocket, WriteHalf};
 

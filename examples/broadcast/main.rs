@@ -109,7 +109,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
-use wscodec::handshake::{accept_request, read_request, Accept, Reject, Request};
+use wscodec::handshake::{Accept, Reject, Request};
+use wscodec::{accept_request, read_request};
 use wscodec::{
     CloseCode, CloseFrame, Config, Error, Limits, Message, PreparedMessage, ReadHalf, WebSocket,
     WriteHalf,

@@ -9,8 +9,8 @@
 use ::http::header::{HeaderName, HeaderValue};
 use ::http::{Method, StatusCode, Version};
 
+use super::{derive_accept_key, Accept, ClientRequest, Reject, Request};
 use crate::error::HandshakeError;
-use crate::handshake::{derive_accept_key, Accept, ClientRequest, Reject, Request};
 
 impl Request {
     /// Builds the server's view of an `http` request (for instance the one a hyper
