@@ -1,9 +1,10 @@
 //! Echo server inside a hyper 1.x HTTP server: hyper serves ordinary requests and
-//! performs the upgrade on `/ws`; the crate validates the request, builds the
-//! `101` response and takes over the upgraded connection.
+//! performs the upgrade on `/ws`; the crate validates the request, negotiates
+//! (subprotocol and, built with `deflate`, compression) once, builds the `101`
+//! response from that and takes over the upgraded connection with the same.
 //!
 //! ```text
-//! cargo run --release --features http --example hyper_echo [ADDRESS]   # default 127.0.0.1:9003
+//! cargo run --release --features http,deflate --example hyper_echo [ADDRESS]   # default 127.0.0.1:9003
 //! ```
 
 use std::convert::Infallible;
@@ -17,8 +18,16 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use wscodec::handshake::Reject;
-use wscodec::{Config, Role, WebSocket};
+use wscodec::handshake::{Accept, Agreed, Reject};
+use wscodec::{Config, WebSocket};
+
+/// The defaults, plus compression when the crate is built with it.
+fn config() -> Config {
+    #[cfg(feature = "deflate")]
+    return Config::default().deflate(Some(wscodec::deflate::DeflateConfig::default()));
+    #[cfg(not(feature = "deflate"))]
+    Config::default()
+}
 
 /// hyper's service: `/ws` upgrades to an echoing WebSocket, `/` says hello,
 /// anything else is 404.
@@ -33,19 +42,21 @@ pub async fn handle(mut request: Request<Incoming>) -> Result<Response<Full<Byte
         "/ws" => {}
         _ => return text(StatusCode::NOT_FOUND, "not found\n".into()),
     }
-    let response = match wscodec::http_types::upgrade_response(&request) {
-        Ok(response) => response,
+    let config = config();
+    let view = wscodec::handshake::Request::from_http(&request);
+    let agreed = match Agreed::negotiate(&view, Accept::new(), &config) {
+        Ok(agreed) => agreed,
         // The status and headers RFC 6455 asks for (426 names version 13, say).
         Err(e) => return Ok(Reject::from_error(&e).to_http_response().map(Full::new)),
     };
+    let response = agreed.to_http_response();
     let upgrade = hyper::upgrade::on(&mut request);
     tokio::spawn(async move {
         let upgraded = match upgrade.await {
             Ok(upgraded) => upgraded,
             Err(e) => return eprintln!("upgrade failed: {e}"),
         };
-        let mut ws =
-            WebSocket::from_upgraded(TokioIo::new(upgraded), Role::Server, Config::default());
+        let mut ws = WebSocket::from_agreed(TokioIo::new(upgraded), &agreed, config);
         while let Some(Ok(message)) = ws.next().await {
             if !message.is_control() && ws.feed(message).await.is_err() {
                 break;

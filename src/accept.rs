@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::config::{Config, Limits, Role};
 use crate::error::{Error, HandshakeError};
-use crate::handshake::{Accept, HeadScanner, Reject, Request};
+use crate::handshake::{Accept, Agreed, HeadScanner, Reject, Request};
 use crate::websocket::WebSocket;
 
 /// Reads an HTTP head from `io` into `buf`; returns its length. Bytes after the
@@ -117,11 +117,15 @@ where
         }
         Err(e) => return Err(e),
     };
-    if let Err(e) = request.validate() {
-        return refuse(io, &config, Reject::from_error(&e), e).await;
-    }
+    let key = match request.validate() {
+        Ok(key) => key,
+        Err(e) => return refuse(io, &config, Reject::from_error(&e), e).await,
+    };
     match callback(&request) {
-        Ok(accept) => accept_request_inner(io, &request, rest, config, accept).await,
+        Ok(accept) => {
+            let agreed = Agreed::for_validated(&request, key, accept, &config);
+            answer(io, agreed, rest, config).await
+        }
         Err(reject) => {
             let status = reject.status();
             refuse(io, &config, reject, HandshakeError::Rejected(status)).await
@@ -194,41 +198,42 @@ async fn accept_request_inner<T>(
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
-    if let Err(e) = request.validate() {
-        return refuse(io, &config, Reject::from_error(&e), e).await;
-    }
-    #[cfg(feature = "deflate")]
-    let (accept, deflate) = match config
-        .deflate
-        .as_ref()
-        .and_then(|d| d.negotiate_server(request.headers().get_all("sec-websocket-extensions")))
-    {
-        Some((params, response)) => (
-            accept.header("Sec-WebSocket-Extensions", response),
-            Some(params),
-        ),
-        None => (accept, None),
+    let agreed = Agreed::negotiate(request, accept, &config);
+    answer(io, agreed, rest, config).await
+}
+
+/// Writes the `101` for what was agreed and starts the connection, or
+/// refuses with the negotiation's error: its own status for a bad request,
+/// 500 for a bad answer of ours (the client still deserves a response).
+async fn answer<T>(
+    mut io: T,
+    agreed: Result<Agreed, HandshakeError>,
+    rest: BytesMut,
+    config: Config,
+) -> Result<WebSocket<T>, Error>
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let agreed = match agreed {
+        Ok(agreed) => agreed,
+        Err(e) if e.status() >= 500 => return refuse(io, &config, Reject::new(500), e).await,
+        Err(e) => return refuse(io, &config, Reject::from_error(&e), e).await,
     };
     let mut out = BytesMut::new();
-    if let Err(e) = accept.write_response(request, &mut out) {
-        // Our own mistake (a subprotocol not offered, a bad header): the
-        // client still deserves an answer.
-        return refuse(io, &config, Reject::new(500), e).await;
-    }
-    let mut io = io;
+    agreed.write_response(&mut out);
     let write = async {
         io.write_all(&out).await?;
         io.flush().await?;
         Ok(())
     };
     with_timeout(config.handshake_timeout, write).await?;
-    #[allow(unused_mut)]
-    let mut ws = WebSocket::from_parts(io, Role::Server, config, rest);
-    #[cfg(feature = "deflate")]
-    if let Some(params) = &deflate {
-        ws.set_deflate(params);
-    }
-    Ok(ws)
+    Ok(WebSocket::with_extensions(
+        io,
+        Role::Server,
+        config,
+        rest,
+        agreed.extensions(),
+    ))
 }
 
 /// Answers a refused handshake with `reject` (best effort: the peer may be

@@ -10,6 +10,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use crate::accept::{read_head, with_timeout};
 use crate::config::{Config, Role};
 use crate::error::Error;
+use crate::extension::Extensions;
 use crate::handshake::{generate_key, ClientRequest, Response};
 use crate::websocket::WebSocket;
 
@@ -50,12 +51,8 @@ async fn connect_with_inner<T>(
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
-    #[allow(unused_mut)]
     let mut request = request;
-    #[cfg(feature = "deflate")]
-    if let Some(deflate) = &config.deflate {
-        request.extensions = Some(deflate.offer());
-    }
+    request.extensions = Extensions::offer(&config);
     let key = generate_key();
     let mut out = BytesMut::new();
     request.write(&key, &mut out)?;
@@ -69,20 +66,9 @@ where
     let head_len = with_timeout(config.handshake_timeout, exchange).await?;
     let (response, _) = Response::parse(&buf[..head_len], &limits)?;
     request.validate_response(&response, &key)?;
-    #[cfg(feature = "deflate")]
-    let deflate = match (
-        &config.deflate,
-        response.headers().get("sec-websocket-extensions"),
-    ) {
-        (Some(ours), Some(answer)) => Some(ours.negotiate_client(answer)?),
-        _ => None,
-    };
+    let answers = response.headers().get_all("sec-websocket-extensions");
+    let extensions = Extensions::accept_answer(&config, answers)?;
     let _ = buf.split_to(head_len);
-    #[allow(unused_mut)]
-    let mut ws = WebSocket::from_parts(io, Role::Client, config, buf);
-    #[cfg(feature = "deflate")]
-    if let Some(params) = &deflate {
-        ws.set_deflate(params);
-    }
+    let ws = WebSocket::with_extensions(io, Role::Client, config, buf, &extensions);
     Ok((ws, response))
 }

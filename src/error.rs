@@ -265,6 +265,10 @@ pub enum HandshakeError {
     Rejected(u16),
     /// The server's accept callback chose a subprotocol the client did not offer.
     SubprotocolNotOffered,
+    /// The server's own answer is not valid (a subprotocol that is not a
+    /// token, a header that is not valid HTTP): a mistake of the caller's,
+    /// answered with 500.
+    InvalidAnswer(&'static str),
     /// The server answered with a status other than 101.
     UnexpectedStatus(u16),
     /// The server's `Sec-WebSocket-Accept` does not match our key.
@@ -291,7 +295,7 @@ impl HandshakeError {
             HandshakeError::MissingOrInvalidHeader(_) => 400,
             HandshakeError::UnsupportedVersion => 426,
             HandshakeError::Rejected(status) => *status,
-            HandshakeError::SubprotocolNotOffered => 500,
+            HandshakeError::SubprotocolNotOffered | HandshakeError::InvalidAnswer(_) => 500,
             HandshakeError::UnexpectedStatus(status) => *status,
             HandshakeError::InvalidAccept | HandshakeError::UnexpectedNegotiation(_) => 101,
             HandshakeError::InvalidUri(_)
@@ -315,6 +319,7 @@ impl fmt::Display for HandshakeError {
             HandshakeError::SubprotocolNotOffered => {
                 f.write_str("selected a subprotocol the client did not offer")
             }
+            HandshakeError::InvalidAnswer(why) => write!(f, "invalid answer: {why}"),
             HandshakeError::UnexpectedStatus(s) => write!(f, "server answered status {s}"),
             HandshakeError::InvalidAccept => f.write_str("wrong Sec-WebSocket-Accept"),
             HandshakeError::UnexpectedNegotiation(h) => write!(f, "{h} that was not offered"),

@@ -63,6 +63,7 @@ mod connect;
 #[cfg(feature = "deflate")]
 pub mod deflate;
 pub mod error;
+pub mod extension;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
@@ -75,6 +76,7 @@ pub use codec::{Frame, FrameCodec, MessageCodec, PreparedMessage};
 pub use config::{Config, Limits, Role};
 pub use connect::{connect, connect_with};
 pub use error::{AbnormalClosure, CapacityError, Error, HandshakeError, ProtocolError};
+pub use extension::Extensions;
 pub use frame::OpCode;
 /// Conversions to and from the `http` crate's types; also at
 /// [`handshake::http`].

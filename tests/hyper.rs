@@ -67,3 +67,24 @@ async fn hyper_answers_a_bad_upgrade_with_the_crates_status() {
         "{answer}"
     );
 }
+
+/// Issue 13: the http path used to skip permessage-deflate, so a hyper user
+/// had to call `set_deflate` by hand. One negotiation now feeds the 101 and
+/// the connection.
+#[cfg(feature = "deflate")]
+#[tokio::test]
+async fn hyper_echo_negotiates_and_runs_permessage_deflate() {
+    let addr = start().await;
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let config =
+        wscodec::Config::default().deflate(Some(wscodec::deflate::DeflateConfig::default()));
+    let request = wscodec::ClientRequest::new(&format!("ws://{addr}/ws")).unwrap();
+    let (mut ws, response) = wscodec::connect_with(tcp, request, config).await.unwrap();
+    let answer = response.headers().get("sec-websocket-extensions").unwrap();
+    assert!(answer.starts_with("permessage-deflate"), "{answer}");
+    let text = Message::text("compress me ".repeat(1000));
+    ws.send(text.clone()).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), text);
+    ws.close().await.unwrap();
+    while ws.next().await.is_some() {}
+}

@@ -9,7 +9,8 @@
 use ::http::header::{HeaderName, HeaderValue};
 use ::http::{Method, StatusCode, Version};
 
-use super::{derive_accept_key, Accept, ClientRequest, Reject, Request};
+use super::{Accept, Agreed, ClientRequest, Reject, Request};
+use crate::config::Config;
 use crate::error::HandshakeError;
 
 impl Request {
@@ -46,60 +47,59 @@ impl Request {
     /// The request as an `http::Request<()>`: method, target, HTTP/1.1 and every
     /// header that `http` accepts.
     pub fn to_http(&self) -> ::http::Request<()> {
-        let mut builder = ::http::Request::builder()
-            .method(Method::from_bytes(self.method().as_bytes()).unwrap_or(Method::GET))
-            .uri(self.uri())
-            .version(Version::HTTP_11);
+        let mut request = ::http::Request::new(());
+        *request.method_mut() = Method::from_bytes(self.method().as_bytes()).unwrap_or(Method::GET);
+        *request.version_mut() = Version::HTTP_11;
+        // A target httparse accepts but `http`'s URI parser does not is left
+        // as the root; method and headers are kept either way.
+        if let Ok(uri) = self.uri().parse() {
+            *request.uri_mut() = uri;
+        }
         for (name, value) in self.headers().iter() {
             if let (Ok(n), Ok(v)) = (
                 HeaderName::from_bytes(name.as_bytes()),
                 HeaderValue::from_bytes(value),
             ) {
-                builder = builder.header(n, v);
+                request.headers_mut().append(n, v);
             }
         }
-        builder.body(()).unwrap_or_else(|_| {
-            // The target was accepted by httparse but not by `http`'s URI parser;
-            // keep method and headers, and a root target.
-            let mut fallback = ::http::Request::new(());
-            *fallback.method_mut() = Method::GET;
-            fallback
-        })
+        request
     }
 }
 
 impl Accept {
-    /// The `101 Switching Protocols` response for `request`, as an
-    /// `http::Response<()>` for a server (hyper, axum) that performs the upgrade
-    /// itself. Fails, like [`Accept::write_response`], if the request breaks
-    /// §4.2.1 or the subprotocol was not offered.
+    /// The `101 Switching Protocols` response for `request`, with no
+    /// extension, as an `http::Response<()>` for a server (hyper, axum) that
+    /// performs the upgrade itself. Fails, like [`Accept::write_response`], if
+    /// the request breaks §4.2.1 or the subprotocol was not offered. To
+    /// negotiate extensions too, use [`Agreed::negotiate`] and
+    /// [`Agreed::to_http_response`].
     pub fn to_http_response(
         &self,
         request: &Request,
     ) -> Result<::http::Response<()>, HandshakeError> {
-        let key = request.validate()?;
-        if let Some(p) = self.selected_subprotocol() {
-            if !request.subprotocols().any(|offered| offered == p) {
-                return Err(HandshakeError::SubprotocolNotOffered);
+        let agreed = Agreed::negotiate(request, self.clone(), &Config::default())?;
+        Ok(agreed.to_http_response())
+    }
+}
+
+impl Agreed {
+    /// The `101 Switching Protocols` response as an `http::Response<()>`:
+    /// the same headers [`Agreed::write_response`] writes, which
+    /// negotiation has already checked.
+    pub fn to_http_response(&self) -> ::http::Response<()> {
+        let mut response = ::http::Response::new(());
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let headers = response.headers_mut();
+        for (name, value) in self.response_headers() {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                headers.append(n, v);
             }
         }
-        let mut builder = ::http::Response::builder()
-            .status(StatusCode::SWITCHING_PROTOCOLS)
-            .header(::http::header::UPGRADE, "websocket")
-            .header(::http::header::CONNECTION, "Upgrade")
-            .header(
-                ::http::header::SEC_WEBSOCKET_ACCEPT,
-                derive_accept_key(key.as_bytes()),
-            );
-        if let Some(p) = self.selected_subprotocol() {
-            builder = builder.header(::http::header::SEC_WEBSOCKET_PROTOCOL, p);
-        }
-        for (name, value) in self.extra_headers() {
-            builder = builder.header(name.as_str(), value.as_str());
-        }
-        builder
-            .body(())
-            .map_err(|e| HandshakeError::Malformed(e.to_string()))
+        response
     }
 }
 
@@ -272,5 +272,145 @@ mod tests {
         let text = std::str::from_utf8(&out).unwrap();
         assert!(text.contains("x-token: t\r\n"));
         assert!(!text.contains("ignored"));
+    }
+
+    /// (lower-case name, value) pairs, sorted: how two serializations of one
+    /// response are compared.
+    fn normalized<'a>(headers: impl Iterator<Item = (&'a str, &'a [u8])>) -> Vec<(String, String)> {
+        let mut out: Vec<_> = headers
+            .map(|(n, v)| {
+                (
+                    n.to_ascii_lowercase(),
+                    String::from_utf8_lossy(v).into_owned(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn from_bytes(bytes: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+        let (response, len) =
+            super::super::Response::parse(bytes, &crate::Limits::default()).unwrap();
+        let headers = normalized(response.headers().iter());
+        (response.status(), headers, bytes[len..].to_vec())
+    }
+
+    fn from_http<B: AsRef<[u8]>>(
+        response: &::http::Response<B>,
+    ) -> (u16, Vec<(String, String)>, Vec<u8>) {
+        let headers = normalized(
+            response
+                .headers()
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_bytes())),
+        );
+        (
+            response.status().as_u16(),
+            headers,
+            response.body().as_ref().to_vec(),
+        )
+    }
+
+    #[test]
+    fn http1_bytes_and_http_response_agree_on_every_negotiation() {
+        let offers = [
+            None,
+            Some("permessage-deflate; client_max_window_bits"),
+            Some("x-unknown, permessage-deflate"),
+        ];
+        let accepts = [
+            Accept::new(),
+            Accept::new().subprotocol("b"),
+            Accept::new()
+                .subprotocol("a")
+                .header("Set-Cookie", "id=1")
+                .header("X-Server", "test"),
+        ];
+        let mut configs = vec![Config::default()];
+        #[cfg(feature = "deflate")]
+        configs.push(Config::default().deflate(Some(crate::deflate::DeflateConfig::default())));
+        let mut compared = 0;
+        for offer in offers {
+            let mut request = upgrade_request();
+            if let Some(offer) = offer {
+                request
+                    .headers_mut()
+                    .insert("sec-websocket-extensions", offer.parse().unwrap());
+            }
+            let view = Request::from_http(&request);
+            for accept in &accepts {
+                for config in &configs {
+                    let agreed = Agreed::negotiate(&view, accept.clone(), config).unwrap();
+                    let mut bytes = bytes::BytesMut::new();
+                    agreed.write_response(&mut bytes);
+                    assert_eq!(
+                        from_bytes(&bytes),
+                        from_http(&agreed.to_http_response().map(|()| Vec::new())),
+                        "{offer:?} {accept:?}"
+                    );
+                    compared += 1;
+                    #[cfg(feature = "deflate")]
+                    if config.deflate.is_some() && offer.is_some() {
+                        assert!(
+                            agreed.extensions().deflate.is_some(),
+                            "the http path negotiates deflate too"
+                        );
+                        assert!(agreed
+                            .to_http_response()
+                            .headers()
+                            .contains_key("sec-websocket-extensions"));
+                    }
+                }
+            }
+        }
+        assert!(compared >= 9);
+    }
+
+    #[test]
+    fn http1_bytes_and_http_response_agree_on_every_rejection() {
+        let errors = [
+            HandshakeError::UnsupportedVersion,
+            HandshakeError::MethodNotAllowed,
+            HandshakeError::HeaderTooLarge,
+            HandshakeError::SubprotocolNotOffered,
+        ];
+        let rejects = errors
+            .iter()
+            .map(Reject::from_error)
+            .chain([Reject::new(401)
+                .header("WWW-Authenticate", "Bearer")
+                .body("{\"error\":\"token\"}")]);
+        for reject in rejects {
+            let mut bytes = bytes::BytesMut::new();
+            reject.write_response(&mut bytes);
+            let (status, mut headers, body) = from_bytes(&bytes);
+            // Framing headers only HTTP/1.1 needs; hyper writes its own.
+            headers.retain(|(n, _)| n != "connection" && n != "content-length");
+            assert_eq!(
+                (status, headers, body),
+                from_http(&reject.to_http_response()),
+                "{reject:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_answer_of_ours_reports_the_500_it_is_answered_with() {
+        let view = Request::from_http(&upgrade_request());
+        let err = Agreed::negotiate(
+            &view,
+            Accept::new().subprotocol("not a token"),
+            &Config::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.status(), 500);
+        let err = Agreed::negotiate(
+            &view,
+            Accept::new().header("X", "a\r\nb"),
+            &Config::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.status(), 500);
     }
 }

@@ -11,7 +11,7 @@
 //! |---|---|
 //! | `head` | finding the end of a head, the headers as received, what may be written |
 //! | `key` | `Sec-WebSocket-Key` and `Sec-WebSocket-Accept` |
-//! | `server` | the request as received, its validation, the server's answer |
+//! | `server` | the request as received, its validation, the server's answer: [`Agreed`], negotiated once and written by every serializer |
 //! | `client` | the client's request, the server's response and its checks |
 //! | `http` | conversions to and from the `http` crate's types (feature `http`) |
 //!
@@ -30,4 +30,4 @@ mod tests;
 pub use client::{ClientRequest, Response};
 pub use head::{HeadScanner, Headers};
 pub use key::{derive_accept_key, generate_key};
-pub use server::{Accept, Reject, Request};
+pub use server::{Accept, Agreed, Reject, Request};

@@ -11,8 +11,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::head::{is_token, put_header, valid_header, Headers};
 use super::key::derive_accept_key;
-use crate::config::Limits;
+use crate::config::{Config, Limits};
 use crate::error::HandshakeError;
+use crate::extension::Extensions;
 
 /// An HTTP request as the server received it: what an accept callback inspects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,39 +175,129 @@ impl Accept {
         &self.headers
     }
 
-    /// Writes the `101 Switching Protocols` response for `request` (already
-    /// validated) into `dst`. Fails, writing nothing, if the subprotocol was not
-    /// offered or a header is not valid HTTP.
+    /// Writes the `101 Switching Protocols` response for `request` into
+    /// `dst`, with no extension. Fails, writing nothing, if the request breaks
+    /// §4.2.1, the subprotocol was not offered or a header is not valid HTTP.
+    /// [`Agreed::negotiate`] is the same with extensions.
     pub fn write_response(
         &self,
         request: &Request,
         dst: &mut BytesMut,
     ) -> Result<(), HandshakeError> {
+        Agreed::negotiate(request, self.clone(), &Config::default())?.write_response(dst);
+        Ok(())
+    }
+}
+
+/// What the server agreed to: the outcome of the one negotiation every
+/// answer is written from, the HTTP/1.1 bytes ([`Agreed::write_response`])
+/// and the `http` crate's response (`to_http_response`, feature `http`)
+/// alike, and what builds the connection
+/// ([`WebSocket::from_agreed`](crate::WebSocket::from_agreed)).
+///
+/// ```
+/// use wscodec::handshake::{Accept, Agreed, HeadScanner, Request};
+/// let head = b"GET /chat HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n\
+///     Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+///     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: chat\r\n\r\n";
+/// let (request, _) = Request::parse(head, &wscodec::Limits::default())?;
+/// let agreed = Agreed::negotiate(&request, Accept::new().subprotocol("chat"), &wscodec::Config::default())?;
+/// assert_eq!(agreed.subprotocol(), Some("chat"));
+/// let mut response = bytes::BytesMut::new();
+/// agreed.write_response(&mut response);
+/// assert!(response.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
+/// # Ok::<(), wscodec::HandshakeError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agreed {
+    accept_key: String,
+    subprotocol: Option<String>,
+    extensions: Extensions,
+    extensions_header: Option<String>,
+    headers: Vec<(String, String)>,
+}
+
+impl Agreed {
+    /// Validates `request` (§4.2.1), checks the server's `accept` against it
+    /// (a subprotocol the client offered, valid headers) and negotiates the
+    /// extensions `config` enables.
+    pub fn negotiate(
+        request: &Request,
+        accept: Accept,
+        config: &Config,
+    ) -> Result<Agreed, HandshakeError> {
         let key = request.validate()?;
-        if let Some(p) = &self.subprotocol {
+        Self::for_validated(request, key, accept, config)
+    }
+
+    /// [`Agreed::negotiate`] for a request already validated, whose key is
+    /// `key`.
+    pub(crate) fn for_validated(
+        request: &Request,
+        key: &str,
+        accept: Accept,
+        config: &Config,
+    ) -> Result<Agreed, HandshakeError> {
+        if let Some(p) = &accept.subprotocol {
             if !is_token(p) {
-                return Err(HandshakeError::Malformed(
-                    "subprotocol is not a token".into(),
-                ));
+                return Err(HandshakeError::InvalidAnswer("subprotocol is not a token"));
             }
             if !request.subprotocols().any(|offered| offered == p) {
                 return Err(HandshakeError::SubprotocolNotOffered);
             }
         }
-        if !self.headers.iter().all(|(n, v)| valid_header(n, v)) {
-            return Err(HandshakeError::Malformed("invalid response header".into()));
+        if !accept.headers.iter().all(|(n, v)| valid_header(n, v)) {
+            return Err(HandshakeError::InvalidAnswer("header is not valid HTTP"));
         }
-        dst.put_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
-        dst.put_slice(derive_accept_key(key.as_bytes()).as_bytes());
+        let offers = request.headers().get_all("sec-websocket-extensions");
+        let (extensions, extensions_header) = Extensions::answer(config, offers);
+        Ok(Agreed {
+            accept_key: derive_accept_key(key.as_bytes()),
+            subprotocol: accept.subprotocol,
+            extensions,
+            extensions_header,
+            headers: accept.headers,
+        })
+    }
+
+    /// The subprotocol selected, if any.
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.subprotocol.as_deref()
+    }
+
+    /// The extensions agreed, with their parameters.
+    pub fn extensions(&self) -> &Extensions {
+        &self.extensions
+    }
+
+    /// The headers of the `101` response after its status line, in order:
+    /// the one list both serializers write, so they cannot disagree.
+    pub fn response_headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        let fixed = [
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Accept", self.accept_key.as_str()),
+        ];
+        let negotiated = [
+            ("Sec-WebSocket-Protocol", self.subprotocol.as_deref()),
+            (
+                "Sec-WebSocket-Extensions",
+                self.extensions_header.as_deref(),
+            ),
+        ];
+        fixed
+            .into_iter()
+            .chain(negotiated.into_iter().filter_map(|(n, v)| Some((n, v?))))
+            .chain(self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+    }
+
+    /// Writes the `101 Switching Protocols` response into `dst`.
+    pub fn write_response(&self, dst: &mut BytesMut) {
+        dst.put_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
+        for (name, value) in self.response_headers() {
+            put_header(dst, name, value);
+        }
         dst.put_slice(b"\r\n");
-        if let Some(p) = &self.subprotocol {
-            put_header(dst, "Sec-WebSocket-Protocol", p);
-        }
-        for (n, v) in &self.headers {
-            put_header(dst, n, v);
-        }
-        dst.put_slice(b"\r\n");
-        Ok(())
     }
 }
 

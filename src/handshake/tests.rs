@@ -109,7 +109,7 @@ fn refuses_selecting_a_subprotocol_that_is_not_a_token() {
         .subprotocol("chat v2")
         .write_response(&req, &mut BytesMut::new())
         .unwrap_err();
-    assert!(matches!(err, HandshakeError::Malformed(_)), "{err:?}");
+    assert!(matches!(err, HandshakeError::InvalidAnswer(_)), "{err:?}");
     let mut out = BytesMut::new();
     Accept::new()
         .subprotocol("ok")

@@ -21,6 +21,7 @@ use super::write_queue::{WriteQueue, SHRINK_ABOVE};
 use crate::codec::{encode_message, MessageCodec, PreparedMessage};
 use crate::config::{Config, Role};
 use crate::error::{AbnormalClosure, Error};
+use crate::extension::Extensions;
 use crate::frame::MAX_CONTROL_PAYLOAD;
 use crate::message::{CloseFrame, Message, Utf8Bytes};
 
@@ -121,8 +122,14 @@ pub(super) struct Core {
 }
 
 impl Core {
-    pub(super) fn new(role: Role, config: Config, read_buf: BytesMut) -> Self {
-        let codec = MessageCodec::with_limits(role, &config.limits);
+    pub(super) fn new(
+        role: Role,
+        config: Config,
+        read_buf: BytesMut,
+        extensions: &Extensions,
+    ) -> Self {
+        let mut codec = MessageCodec::with_limits(role, &config.limits);
+        extensions.apply(&mut codec);
         Core {
             deadlines: Deadlines::new(config.keepalive_interval, config.idle_timeout),
             codec,

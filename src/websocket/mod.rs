@@ -85,6 +85,8 @@ use self::split::{Side, SplitWakers};
 use crate::codec::PreparedMessage;
 use crate::config::{Config, Role};
 use crate::error::Error;
+use crate::extension::Extensions;
+use crate::handshake::Agreed;
 use crate::message::{CloseCode, CloseFrame, Message};
 
 /// A WebSocket connection over `T`: a [`Stream`] of received [`Message`]s and a
@@ -172,9 +174,40 @@ impl<T> WebSocket<T> {
     /// Like [`WebSocket::from_upgraded`], with bytes already read from `io` past
     /// the handshake (pipelined frames), which are decoded first.
     pub fn from_parts(io: T, role: Role, config: Config, read_buf: BytesMut) -> Self {
+        Self::with_extensions(io, role, config, read_buf, &Extensions::none())
+    }
+
+    /// The server side of a connection whose handshake was answered
+    /// elsewhere from `agreed` (a hyper or axum upgrade, say): runs the
+    /// extensions it agreed on, in one step.
+    ///
+    /// ```
+    /// use wscodec::handshake::{Accept, Agreed, Request};
+    /// use wscodec::{Config, WebSocket};
+    /// # fn upgrade(request: &Request, io: tokio::io::DuplexStream) -> Result<(), wscodec::HandshakeError> {
+    /// let config = Config::default();
+    /// let agreed = Agreed::negotiate(request, Accept::new(), &config)?;
+    /// // ... send agreed's 101 response, take the upgraded `io` ...
+    /// let ws = WebSocket::from_agreed(io, &agreed, config);
+    /// # Ok(()) }
+    /// ```
+    pub fn from_agreed(io: T, agreed: &Agreed, config: Config) -> Self {
+        let extensions = agreed.extensions();
+        Self::with_extensions(io, Role::Server, config, BytesMut::new(), extensions)
+    }
+
+    /// A connection running the `extensions` a handshake agreed on, that
+    /// starts by decoding `read_buf`.
+    pub fn with_extensions(
+        io: T,
+        role: Role,
+        config: Config,
+        read_buf: BytesMut,
+        extensions: &Extensions,
+    ) -> Self {
         WebSocket {
             io,
-            core: Core::new(role, config, read_buf),
+            core: Core::new(role, config, read_buf, extensions),
             sleep: None,
             split: None,
         }
@@ -186,8 +219,9 @@ impl<T> WebSocket<T> {
     }
 
     /// Turns on permessage-deflate with parameters agreed in a handshake done
-    /// elsewhere (a hyper upgrade, say); `accept_with` and `connect_with` do
-    /// this themselves when [`Config::deflate`] is set.
+    /// elsewhere. Prefer [`WebSocket::from_agreed`] or
+    /// [`WebSocket::with_extensions`], which set every agreed extension at
+    /// once; `accept_with` and `connect_with` do that themselves.
     #[cfg(feature = "deflate")]
     pub fn set_deflate(&mut self, params: &crate::deflate::DeflateParams) {
         self.core.set_deflate(params);
