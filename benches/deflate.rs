@@ -13,6 +13,8 @@
 //! UTF-8 check of the client's compressed frames), `echo` (both: what an echo
 //! server does with one message). Throughput is payload (uncompressed) bytes.
 //! The compression ratio of every setting is printed once, before the groups.
+// The example's items are `pub` for this file, which includes it as a module.
+#![allow(unreachable_pub)]
 
 #[path = "deflate/corpus.rs"]
 mod corpus;

@@ -26,7 +26,12 @@ pub(crate) async fn read_head<T: AsyncRead + Unpin>(
             return Ok(len);
         }
         // Grow by small steps: never more than the head limit allows.
-        buf.reserve(1024.min(limits.max_header_bytes + 1 - buf.len()).max(1));
+        // (saturating: a limit of usize::MAX must not overflow)
+        let room = limits
+            .max_header_bytes
+            .saturating_add(1)
+            .saturating_sub(buf.len());
+        buf.reserve(1024.min(room).max(1));
         if io.read_buf(buf).await? == 0 {
             return Err(HandshakeError::ConnectionClosed.into());
         }

@@ -23,8 +23,9 @@ pub enum Error {
     Capacity(CapacityError),
     /// The opening handshake failed.
     Handshake(HandshakeError),
-    /// The connection is closed (or closing): nothing more can be sent, or the
-    /// stream was polled after it ended.
+    /// Nothing more can be sent: we sent our Close frame, or the connection
+    /// ended. Also what a pending flush fails with when the connection ended
+    /// cleanly or failed with bytes of it still queued.
     Closed,
     /// No frame arrived from the peer within the configured idle timeout.
     IdleTimeout,

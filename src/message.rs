@@ -38,6 +38,8 @@ impl Utf8Bytes {
 
     /// The text.
     #[inline]
+    // The crate's one unsafe block (Cargo.toml denies `unsafe_code` elsewhere).
+    #[allow(unsafe_code)]
     pub fn as_str(&self) -> &str {
         // SAFETY: every constructor either takes a `str`/`String` or validates the
         // bytes (`TryFrom<Bytes>`, or the message decoder's incremental validator

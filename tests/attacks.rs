@@ -16,7 +16,8 @@
 //!   a slowloris that keeps sending, one byte a second, is cut at the deadline.
 //! - Backpressure: tests/websocket.rs `backpressure_holds_when_peer_stops_reading`
 //!   (wall-clock timeouts); here polled by hand, with the memory bound.
-
+// A counting global allocator is unsafe to implement; each block says why it is sound.
+#![allow(unsafe_code)]
 // The lock that serializes the tests is held across awaits on purpose: each
 // test runs on its own current-thread runtime and no task inside a test takes
 // it, so it only ever waits for another test to finish.

@@ -1,5 +1,7 @@
 //! The chat server of `examples/broadcast` with the crate's own client: rooms,
 //! fan-out, slow clients, limits, refusals and shutdown.
+// The example's items are `pub` for this file, which includes it as a module.
+#![allow(unreachable_pub)]
 
 #[allow(dead_code)]
 #[path = "../examples/broadcast/main.rs"]

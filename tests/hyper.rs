@@ -1,5 +1,7 @@
 //! A hyper 1.x server performs the HTTP upgrade and hands the connection to
 //! `WebSocket::from_upgraded`; the crate's client talks to it.
+// The example's items are `pub` for this file, which includes it as a module.
+#![allow(unreachable_pub)]
 
 #[allow(dead_code)]
 #[path = "../examples/hyper_echo.rs"]

@@ -1,5 +1,7 @@
 //! `wss://` by composition: the TLS echo example's server, and the crate's client
 //! over tokio-rustls trusting the example's self-signed certificate.
+// The example's items are `pub` for this file, which includes it as a module.
+#![allow(unreachable_pub)]
 
 #[allow(dead_code)]
 #[path = "../examples/tls_echo.rs"]

@@ -9,7 +9,7 @@ use wscodec::{Config, Role, WebSocket};
 
 /// One frame on the wire as a client sends it (masked) or a server (unmasked).
 /// `opcode` is the raw 4-bit value so tests can send reserved ones.
-pub fn raw_frame(from: Role, fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn raw_frame(from: Role, fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
     let mask = (from == Role::Client).then_some([0x12, 0x34, 0x56, 0x78]);
     let header = FrameHeader {
         fin,
@@ -31,13 +31,13 @@ pub fn raw_frame(from: Role, fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 /// A client frame (masked).
-pub fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
     raw_frame(Role::Client, fin, opcode, payload)
 }
 
 /// Reads one unmasked frame (as a server sends it) from `io`:
 /// (fin, opcode, payload).
-pub async fn read_server_frame(io: &mut DuplexStream) -> Option<(bool, u8, Vec<u8>)> {
+pub(crate) async fn read_server_frame(io: &mut DuplexStream) -> Option<(bool, u8, Vec<u8>)> {
     let mut head = [0u8; 2];
     io.read_exact(&mut head).await.ok()?;
     let len = match head[1] & 0x7F {
@@ -60,13 +60,13 @@ pub async fn read_server_frame(io: &mut DuplexStream) -> Option<(bool, u8, Vec<u
 }
 
 /// A server `WebSocket` and the raw client end of its transport.
-pub fn server_with_raw_client(config: Config) -> (WebSocket<DuplexStream>, DuplexStream) {
+pub(crate) fn server_with_raw_client(config: Config) -> (WebSocket<DuplexStream>, DuplexStream) {
     server_with_raw_client_over(config, 1 << 20)
 }
 
 /// Like [`server_with_raw_client`] over a pipe that holds only `capacity`
 /// bytes, so that a client that does not read pushes back at once.
-pub fn server_with_raw_client_over(
+pub(crate) fn server_with_raw_client_over(
     config: Config,
     capacity: usize,
 ) -> (WebSocket<DuplexStream>, DuplexStream) {
@@ -75,7 +75,7 @@ pub fn server_with_raw_client_over(
 }
 
 /// A connected client and server over an in-memory pipe.
-pub fn pair(config: Config) -> (WebSocket<DuplexStream>, WebSocket<DuplexStream>) {
+pub(crate) fn pair(config: Config) -> (WebSocket<DuplexStream>, WebSocket<DuplexStream>) {
     let (a, b) = tokio::io::duplex(1 << 20);
     (
         WebSocket::from_upgraded(a, Role::Client, config.clone()),
@@ -84,6 +84,6 @@ pub fn pair(config: Config) -> (WebSocket<DuplexStream>, WebSocket<DuplexStream>
 }
 
 /// The close code of a close frame's payload.
-pub fn close_code(payload: &[u8]) -> u16 {
+pub(crate) fn close_code(payload: &[u8]) -> u16 {
     u16::from_be_bytes([payload[0], payload[1]])
 }
