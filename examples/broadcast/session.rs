@@ -1,0 +1,150 @@
+//! A session: one WebSocket connection's life, from the 101 to the end.
+//!
+//! This module owns the WebSocket side of the server: the settings of every
+//! chat connection ([`websocket_config`]), the close codes the server sends,
+//! and one member's connection from the 101 on: join its room, relay what it
+//! sends, write what the room sends, leave, close. It never parses HTTP or
+//! decides who may connect (that is [`routes`](super::routes)), and never
+//! reaches another member: what it sends the room goes through the
+//! [`Hub`](super::hub::Hub), and what the room sends it arrives in its queue.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio_util::sync::CancellationToken;
+use wscodec::{
+    CloseCode, CloseFrame, Config, Error, Limits, Message, PreparedMessage, ReadHalf, WebSocket,
+    WriteHalf,
+};
+
+use super::hub::Hub;
+use super::text::{clean_name, now_millis, push_json_string};
+use super::Server;
+
+/// The largest message (text or binary) a client may send; more closes with 1009.
+pub(crate) const MAX_MESSAGE_BYTES: usize = 64 << 10;
+/// How long closing one connection may take (our Close out, the peer's back),
+/// including waiting for a slow client's backlog to leave.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(3);
+
+/// Close code for a client dropped because it fell too far behind.
+pub const TOO_SLOW: CloseCode = CloseCode::POLICY_VIOLATION;
+/// Close code for every client when the server shuts down.
+pub(crate) const SHUTTING_DOWN: CloseCode = CloseCode::GOING_AWAY;
+
+/// The settings of every chat connection.
+pub(crate) fn websocket_config() -> Config {
+    Config::default()
+        .limits(
+            Limits::default()
+                .max_frame_size(MAX_MESSAGE_BYTES)
+                .max_message_size(MAX_MESSAGE_BYTES),
+        )
+        .keepalive_interval(Some(Duration::from_secs(30)))
+        .idle_timeout(Some(Duration::from_secs(90)))
+        .close_timeout(CLOSE_GRACE)
+}
+
+/// Why a session ended.
+enum End {
+    /// The peer closed, or the connection failed (the WebSocket has sent the
+    /// right close code if there was one to send).
+    Peer,
+    /// We close, with this frame.
+    Close(CloseFrame),
+}
+
+/// A member's life in a room: join, relay both ways, leave, close.
+pub(crate) async fn chat(
+    ws: WebSocket<TcpStream>,
+    room: &str,
+    name: String,
+    server: &Server,
+    _slot: OwnedSemaphorePermit,
+) {
+    let (mut sink, mut stream) = ws.split();
+    let (queue_tx, mut queue) = mpsc::channel(server.options.queue_capacity);
+    let dropped = CancellationToken::new();
+    let id = server.hub.join(room, &name, queue_tx, dropped.clone());
+
+    let end = tokio::select! {
+        biased;
+        () = server.shutdown.cancelled() => End::Close(CloseFrame::new(SHUTTING_DOWN, "server shutting down")),
+        () = dropped.cancelled() => End::Close(CloseFrame::new(TOO_SLOW, "too slow")),
+        () = receive(&mut stream, &server.hub, room, id, name) => End::Peer,
+        result = forward(&mut sink, &mut queue) => match result {
+            // The hub let go of our queue: only when it dropped us.
+            Ok(()) => End::Close(CloseFrame::new(TOO_SLOW, "too slow")),
+            Err(_) => End::Peer,
+        },
+    };
+    server.hub.leave(room, id);
+    if let End::Close(frame) = end {
+        // Our Close goes out after what is already queued (a slow reader gets
+        // its backlog first), then the peer's reply ends the stream; a peer
+        // that reads nothing within the grace is simply dropped.
+        // start_close queues even past the write limit, and the stream gives up
+        // after the close timeout (CLOSE_GRACE).
+        if sink.start_close(Some(frame)).is_ok() {
+            while stream.next().await.is_some() {}
+        }
+    }
+}
+
+/// Relays what the member sends to its room until its stream ends.
+async fn receive(
+    stream: &mut ReadHalf<TcpStream>,
+    hub: &Hub,
+    room: &str,
+    id: u64,
+    mut name: String,
+) {
+    while let Some(message) = stream.next().await {
+        // After an error the stream runs the close and then ends: keep polling.
+        let Ok(message) = message else { continue };
+        let message = match message {
+            Message::Text(text) if text.trim().is_empty() => continue,
+            Message::Text(text) if text.starts_with("/name ") => {
+                let new_name = clean_name(&text["/name ".len()..]);
+                hub.rename(room, id, &new_name);
+                name = new_name;
+                continue;
+            }
+            Message::Text(text) => {
+                let mut json = String::with_capacity(text.len() + name.len() + 64);
+                json.push_str(r#"{"type":"message","name":"#);
+                push_json_string(&mut json, &name);
+                json.push_str(r#","text":"#);
+                push_json_string(&mut json, &text);
+                let _ = write!(json, r#","time":{}}}"#, now_millis());
+                Message::text(json)
+            }
+            binary @ Message::Binary(_) => binary,
+            // Pings are answered and the closing handshake run by the WebSocket.
+            _ => continue,
+        };
+        let prepared = PreparedMessage::new(message).expect("data messages always encode");
+        hub.broadcast(room, &prepared);
+    }
+}
+
+/// Writes the member's queue to its socket, batching what is already queued
+/// into one write. Returns when the hub drops the queue, or on a write error.
+async fn forward(
+    sink: &mut WriteHalf<TcpStream>,
+    queue: &mut mpsc::Receiver<PreparedMessage>,
+) -> Result<(), Error> {
+    let mut batch = Vec::with_capacity(64);
+    while queue.recv_many(&mut batch, 64).await > 0 {
+        for message in batch.drain(..) {
+            sink.feed_prepared(&message).await?;
+        }
+        if queue.is_empty() {
+            sink.flush().await?;
+        }
+    }
+    Ok(())
+}
