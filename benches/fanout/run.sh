@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Fan-out benchmark: one sender and RECEIVERS (1000) receivers in one chat room,
 # against examples/broadcast (wscodec: one PreparedMessage per broadcast, its
-# bytes shared by every connection) and examples/fanout_tungstenite (the same
-# chat written with tokio-tungstenite in its idiomatic style). The load
-# generator is examples/fanout_load (the crate's client); server and load
+# bytes shared by every connection) and benches/fanout/server_tungstenite.rs
+# (the same chat written with tokio-tungstenite in its idiomatic style). The
+# load generator is benches/fanout/load.rs (the crate's client); server and load
 # generator are pinned to different cores with taskset. Each run starts a fresh
 # server and reports messages and deliveries per second, both processes' CPU
 # use, and the server's resident memory from /proc/PID/status: idle, with

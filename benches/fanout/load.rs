@@ -1,6 +1,6 @@
 //! Load generator of the fan-out benchmark (`benches/fanout/run.sh`): one
 //! sender and many receivers in one room of a chat server that speaks the
-//! protocol of `examples/broadcast` (that server, or `examples/fanout_tungstenite`).
+//! protocol of `examples/broadcast` (that server, or `server_tungstenite.rs` here).
 //!
 //! ```text
 //! cargo run --release --example fanout_load -- --url ws://127.0.0.1:9002/ws/bench \
