@@ -66,7 +66,7 @@ impl Request {
     }
 
     /// Parses a request head from the front of `buf`, which must hold all of it
-    /// (see [`HeadScanner`]). Returns the request and the head's length.
+    /// (see [`HeadScanner`](super::HeadScanner)). Returns the request and the head's length.
     pub fn parse(buf: &[u8], limits: &Limits) -> Result<(Request, usize), HandshakeError> {
         let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
         let mut req = httparse::Request::new(&mut headers);
