@@ -109,6 +109,28 @@ impl Extensions {
     }
 }
 
+/// Splits a `Sec-WebSocket-Extensions` value (RFC 6455 §9.1) into extensions
+/// and their parameters: `a; x=1, b` → `[("a", [("x", Some("1"))]), ("b", [])]`.
+pub(crate) fn split_extensions(
+    value: &str,
+) -> impl Iterator<Item = (&str, Vec<(&str, Option<&str>)>)> {
+    value
+        .split(',')
+        .filter(|e| !e.trim().is_empty())
+        .map(|extension| {
+            let mut parts = extension.split(';').map(str::trim);
+            let name = parts.next().unwrap_or_default();
+            let params = parts
+                .filter(|p| !p.is_empty())
+                .map(|p| match p.split_once('=') {
+                    Some((k, v)) => (k.trim(), Some(v.trim().trim_matches('"'))),
+                    None => (p, None),
+                })
+                .collect();
+            (name, params)
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
