@@ -1,8 +1,19 @@
 //! `WebSocket<T>` over an in-memory `tokio::io::duplex`, driven by an arbitrary
 //! script: the peer sends numbered messages (fragmented, with pings between
 //! fragments) and lets its bytes through in arbitrary pieces; we poll `next()`,
-//! `send()`, `feed()`, `flush()` and `close()` with a no-op waker, often once
-//! and then drop the future (cancellation), and move paused time forward.
+//! `send()`, `feed()`, `flush()` and `close()`, often once and then drop the
+//! future (cancellation), and move paused time forward. Half the inputs split
+//! the connection and drive the halves as two tasks would: the reader is polled
+//! while a writer's future is pending, whenever its waker was woken.
+//!
+//! Every poll uses a waker that counts its wake-ups: one for a whole
+//! `WebSocket` (one task), one per half when split. After something outside
+//! the WebSocket happens (the peer writes, reads or shuts down, time passes),
+//! a `Pending` whose waker was not woken, while no other task's was either, is
+//! polled once more: if that poll yields an item, completes, or moves bytes
+//! it was waiting for, nothing would ever have woken it, and that is a finding
+//! (a lost wake-up). So is a writer left pending, unwoken, when the stream
+//! ends.
 //!
 //! Checks: every message the peer sent is yielded exactly once and in order,
 //! followed by the peer's Close (or the protocol error a violation causes) and
@@ -17,19 +28,22 @@ mod common;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use bytes::{Bytes, BytesMut};
 use common::{read_text, write_frame};
 use futures::task::noop_waker_ref;
-use futures::{SinkExt, StreamExt};
+use futures::{Sink, SinkExt, StreamExt};
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 use tokio_util::codec::Decoder;
 use wscodec::{
-    CloseCode, Config, Error, Limits, Message, MessageCodec, ProtocolError, Role, WebSocket,
+    CloseCode, Config, Error, Limits, Message, MessageCodec, ProtocolError, ReadHalf, Role,
+    WebSocket, WriteHalf,
 };
 
 #[derive(Arbitrary, Debug)]
@@ -85,6 +99,8 @@ struct Input {
     write_buffer_limit: u16,
     fragment_size: Option<u8>,
     keepalive_secs: Option<u8>,
+    /// Split into halves, driven as two tasks.
+    split: bool,
     ops: Vec<Op>,
 }
 
@@ -193,40 +209,177 @@ enum Sent {
     Cancelled,
 }
 
-struct Harness {
-    ws: WebSocket<DuplexStream>,
-    peer: Peer,
-    /// What the peer sent that we must yield, in order.
-    expected: VecDeque<Message>,
-    peer_pings: Vec<Bytes>,
-    peer_msgs: usize,
-    /// The peer sent a violation or its Close: it sends nothing more.
-    peer_done: bool,
-    violated: bool,
-    peer_closed: bool,
-    /// We called `close()` while the stream was open.
-    we_closed: bool,
-    /// ...after the violation had reached the pipe: whether we had already
-    /// decoded it (and failed with 1002) is not visible from outside.
-    close_raced_violation: bool,
-    /// What the stream yielded at its end: the Close or the error.
-    terminal: Option<Result<Message, String>>,
-    ended: bool,
-    sent: Vec<(Message, Sent)>,
+/// A waker that counts its wake-ups: one per task.
+#[derive(Default)]
+struct Counter(AtomicUsize);
+
+impl Wake for Counter {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
-impl Harness {
-    fn poll_next_once(&mut self) -> bool {
-        let mut cx = Context::from_waker(noop_waker_ref());
-        match self.ws.poll_next_unpin(&mut cx) {
-            Poll::Pending => false,
-            Poll::Ready(item) => {
-                self.on_item(item);
-                true
-            }
+/// A task as an executor sees it: a waker, and how often it was woken.
+#[derive(Clone)]
+struct Task {
+    counter: Arc<Counter>,
+    waker: Waker,
+}
+
+impl Task {
+    fn new() -> Task {
+        let counter = Arc::new(Counter::default());
+        Task {
+            waker: Waker::from(counter.clone()),
+            counter,
         }
     }
 
+    fn wakes(&self) -> usize {
+        self.counter.0.load(Ordering::SeqCst)
+    }
+
+    /// Whether it was woken since a poll that started at `wakes`.
+    fn woken_since(&self, wakes: Option<usize>) -> bool {
+        wakes.is_some_and(|w| self.wakes() != w)
+    }
+}
+
+/// What the WebSocket did with its end of the pipe.
+#[derive(Default)]
+struct Moved {
+    read: AtomicUsize,
+    written: AtomicUsize,
+    eof: AtomicBool,
+    /// The last write (or flush or shutdown) returned Pending.
+    write_blocked: AtomicBool,
+}
+
+impl Moved {
+    fn snapshot(&self) -> (usize, usize, bool) {
+        (
+            self.read.load(Ordering::SeqCst),
+            self.written.load(Ordering::SeqCst),
+            self.eof.load(Ordering::SeqCst),
+        )
+    }
+
+    fn note_write<T>(&self, poll: &Poll<std::io::Result<T>>, n: impl FnOnce(&T) -> usize) {
+        self.write_blocked
+            .store(poll.is_pending(), Ordering::SeqCst);
+        if let Poll::Ready(Ok(v)) = poll {
+            self.written.fetch_add(n(v), Ordering::SeqCst);
+        }
+    }
+}
+
+/// Our end of the pipe, counting what the WebSocket reads and writes.
+struct Tracked {
+    io: DuplexStream,
+    moved: Arc<Moved>,
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.io).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = poll {
+            match buf.filled().len() - before {
+                0 => self.moved.eof.store(true, Ordering::SeqCst),
+                n => {
+                    self.moved.read.fetch_add(n, Ordering::SeqCst);
+                }
+            }
+        }
+        poll
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.moved.note_write(&poll, |n| *n);
+        poll
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.moved.note_write(&poll, |n| *n);
+        poll
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.io).poll_flush(cx);
+        self.moved.note_write(&poll, |_| 0);
+        poll
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.io).poll_shutdown(cx);
+        self.moved.note_write(&poll, |_| 0);
+        poll
+    }
+}
+
+/// The connection: whole (one task), or split into halves (two tasks).
+enum Ws {
+    Whole(WebSocket<Tracked>),
+    Split(WriteHalf<Tracked>, ReadHalf<Tracked>),
+}
+
+type DynSink<'a> = &'a mut (dyn Sink<Message, Error = Error> + Unpin);
+type DynStream<'a> = &'a mut (dyn futures::Stream<Item = Result<Message, Error>> + Unpin);
+
+impl Ws {
+    /// The sink, and the stream when it can be polled while the sink is
+    /// borrowed (split).
+    fn parts(&mut self) -> (DynSink<'_>, Option<DynStream<'_>>) {
+        match self {
+            Ws::Whole(ws) => (ws, None),
+            Ws::Split(tx, rx) => (tx, Some(rx)),
+        }
+    }
+
+    fn stream(&mut self) -> DynStream<'_> {
+        match self {
+            Ws::Whole(ws) => ws,
+            Ws::Split(_, rx) => rx,
+        }
+    }
+}
+
+/// What the stream yielded, checked against what the peer sent.
+struct Yielded {
+    /// What the peer sent that we must yield, in order.
+    expected: VecDeque<Message>,
+    violated: bool,
+    peer_closed: bool,
+    /// What the stream yielded at its end: the Close or the error.
+    terminal: Option<Result<Message, String>>,
+    ended: bool,
+}
+
+impl Yielded {
     fn on_item(&mut self, item: Option<Result<Message, Error>>) {
         assert!(!self.ended, "polled after the end yielded {item:?}");
         match item {
@@ -268,23 +421,164 @@ impl Harness {
             }
         }
     }
+}
 
-    /// Polls `fut`-producing operation `polls` times, pumping the peer between
-    /// polls; `None` if it was still pending and got dropped.
-    fn drive<R>(
-        ws: &mut WebSocket<DuplexStream>,
-        peer: &mut Peer,
-        polls: u8,
-        mut make: impl FnMut(&mut WebSocket<DuplexStream>) -> Pin<Box<dyn Future<Output = R> + '_>>,
-    ) -> Option<R> {
-        let mut cx = Context::from_waker(noop_waker_ref());
-        let mut fut = make(ws);
-        for i in 0..=polls % 8 {
-            if i > 0 {
-                peer.pump(false);
+/// The stream's side of the wake-up bookkeeping: its task, and whether its
+/// last poll was Pending (with the task's wake count before that poll, and
+/// whether it was then waiting to write).
+struct Reader {
+    task: Task,
+    pending: Option<usize>,
+    waits_to_write: bool,
+}
+
+impl Reader {
+    /// Polls the stream once; returns whether it was ready.
+    fn poll(&mut self, stream: DynStream<'_>, moved: &Moved, y: &mut Yielded) -> bool {
+        let wakes = self.task.wakes();
+        moved.write_blocked.store(false, Ordering::SeqCst);
+        match stream.poll_next_unpin(&mut Context::from_waker(&self.task.waker)) {
+            Poll::Pending => {
+                self.pending = Some(wakes);
+                self.waits_to_write = moved.write_blocked.load(Ordering::SeqCst);
+                false
             }
-            if let Poll::Ready(r) = fut.as_mut().poll(&mut cx) {
-                return Some(r);
+            Poll::Ready(item) => {
+                self.pending = None;
+                y.on_item(item);
+                true
+            }
+        }
+    }
+
+    /// After `event` (outside the WebSocket) woke no task: if the stream is
+    /// Pending and polling it again gets anywhere, its wake-up was lost.
+    fn probe(&mut self, stream: DynStream<'_>, moved: &Moved, y: &mut Yielded, event: &str) {
+        if self.pending.is_none() || y.ended {
+            return;
+        }
+        let waits_to_write = self.waits_to_write;
+        let (read, written, eof) = moved.snapshot();
+        let ready = self.poll(stream, moved, y);
+        let (read2, written2, eof2) = moved.snapshot();
+        let progress = if ready {
+            Some("yields an item")
+        } else if read2 != read || eof2 != eof {
+            Some("reads input")
+        } else if waits_to_write && written2 != written {
+            Some("writes what it was waiting to write")
+        } else {
+            None
+        };
+        if let Some(progress) = progress {
+            panic!(
+                "lost wake-up: the stream returned Pending, then {event}, and no waker was \
+                 woken, yet polling it again {progress}"
+            );
+        }
+    }
+}
+
+struct Harness {
+    ws: Ws,
+    peer: Peer,
+    y: Yielded,
+    reader: Reader,
+    /// The writer's task: the reader's own when the connection is whole.
+    writer: Task,
+    moved: Arc<Moved>,
+    peer_pings: Vec<Bytes>,
+    peer_msgs: usize,
+    /// The peer sent a violation or its Close: it sends nothing more.
+    peer_done: bool,
+    /// We called `close()` while the stream was open.
+    we_closed: bool,
+    /// ...after the violation had reached the pipe: whether we had already
+    /// decoded it (and failed with 1002) is not visible from outside.
+    close_raced_violation: bool,
+    sent: Vec<(Message, Sent)>,
+}
+
+impl Harness {
+    fn poll_next_once(&mut self) -> bool {
+        self.reader.poll(self.ws.stream(), &self.moved, &mut self.y)
+    }
+
+    /// After the peer or the clock did something (`moved`: it moved bytes):
+    /// no writer is pending here, so only the stream can have lost a wake-up.
+    fn after_external(&mut self, moved: bool, event: &str) {
+        if moved && !self.reader.task.woken_since(self.reader.pending) {
+            self.reader
+                .probe(self.ws.stream(), &self.moved, &mut self.y, event);
+        }
+    }
+
+    /// Polls the operation that `make` builds on the sink `polls` times,
+    /// pumping the peer between polls; `None` if it was still pending and got
+    /// dropped. When split, the reader runs between polls whenever it was
+    /// woken, as its task would. A poll after the peer moved bytes while no
+    /// task was woken is a probe: it must get nowhere.
+    fn drive<R>(
+        &mut self,
+        polls: u8,
+        make: impl FnOnce(DynSink<'_>) -> Pin<Box<dyn Future<Output = R> + '_>>,
+    ) -> Option<R> {
+        let Harness {
+            ws,
+            peer,
+            y,
+            reader,
+            writer,
+            moved,
+            ..
+        } = self;
+        let (sink, mut stream) = ws.parts();
+        let mut fut = make(sink);
+        let mut pending = None;
+        for i in 0..=polls % 8 {
+            let mut lost = None;
+            if i > 0 {
+                let peer_moved = peer.pump(false);
+                // Whole, the reader's task is the writer's: the writer's
+                // latest poll is what counts.
+                let reader_woken = stream.is_some() && reader.task.woken_since(reader.pending);
+                if let Some(rx) = stream.as_mut() {
+                    if reader_woken && !y.ended {
+                        reader.poll(&mut **rx, moved, y);
+                        if y.ended && !writer.woken_since(pending) {
+                            lost = Some("the stream ended");
+                        }
+                    }
+                }
+                if peer_moved && !reader_woken && !writer.woken_since(pending) {
+                    if let Some(rx) = stream.as_mut() {
+                        reader.probe(&mut **rx, moved, y, "the peer moved bytes");
+                    }
+                    lost = Some("the peer moved bytes");
+                }
+            }
+            let wakes = writer.wakes();
+            moved.write_blocked.store(false, Ordering::SeqCst);
+            let written = moved.snapshot().1;
+            let poll = fut.as_mut().poll(&mut Context::from_waker(&writer.waker));
+            if let Some(event) = lost {
+                let progress = if poll.is_ready() {
+                    Some("completes")
+                } else if moved.snapshot().1 != written {
+                    Some("writes")
+                } else {
+                    None
+                };
+                if let Some(progress) = progress {
+                    panic!(
+                        "lost wake-up: a sink operation returned Pending, then {event}, and \
+                         no waker was woken, yet polling it again {progress}"
+                    );
+                }
+            }
+            match poll {
+                Poll::Ready(r) => return Some(r),
+                Poll::Pending => pending = Some(wakes),
             }
         }
         None
@@ -293,8 +587,7 @@ impl Harness {
     fn send(&mut self, len: u8, text: bool, polls: u8, feed: bool) {
         let message = numbered('w', self.sent.len(), usize::from(len), text);
         let m = message.clone();
-        let outcome = Self::drive(&mut self.ws, &mut self.peer, polls, move |ws| {
-            let m = m.clone();
+        let outcome = self.drive(polls, move |ws| {
             if feed {
                 Box::pin(ws.feed(m))
             } else {
@@ -338,8 +631,28 @@ fn run(input: Input, rt: &tokio::runtime::Runtime) {
         config = config.fragment_size(Some(usize::from(size) + 1));
     }
     let (ours, theirs) = tokio::io::duplex(usize::from(input.pipe_capacity).max(16));
+    let moved = Arc::new(Moved::default());
+    let ours = Tracked {
+        io: ours,
+        moved: moved.clone(),
+    };
+    let ws = WebSocket::from_upgraded(ours, role, config);
+    let reader = Task::new();
+    let (ws, writer) = if input.split {
+        let (tx, rx) = ws.split();
+        (Ws::Split(tx, rx), Task::new())
+    } else {
+        (Ws::Whole(ws), reader.clone())
+    };
     let mut h = Harness {
-        ws: WebSocket::from_upgraded(ours, role, config),
+        ws,
+        reader: Reader {
+            task: reader,
+            pending: None,
+            waits_to_write: false,
+        },
+        writer,
+        moved,
         peer: Peer {
             io: theirs,
             role: peer_role,
@@ -349,16 +662,18 @@ fn run(input: Input, rt: &tokio::runtime::Runtime) {
             shut_down: false,
             frames: 0,
         },
-        expected: VecDeque::new(),
+        y: Yielded {
+            expected: VecDeque::new(),
+            violated: false,
+            peer_closed: false,
+            terminal: None,
+            ended: false,
+        },
         peer_pings: Vec::new(),
         peer_msgs: 0,
         peer_done: false,
-        violated: false,
-        peer_closed: false,
         we_closed: false,
         close_raced_violation: false,
-        terminal: None,
-        ended: false,
         sent: Vec::new(),
     };
 
@@ -396,73 +711,80 @@ fn run(input: Input, rt: &tokio::runtime::Runtime) {
                     if ping_between && !last {
                         let ping = Bytes::from(format!("b{n}.{i}"));
                         h.peer.queue_frame(true, 9, &ping);
-                        h.expected.push_back(Message::Ping(ping.clone()));
+                        h.y.expected.push_back(Message::Ping(ping.clone()));
                         h.peer_pings.push(ping);
                     }
                 }
-                h.expected.push_back(message);
+                h.y.expected.push_back(message);
             }
             Op::PeerPing(mut p) if !h.peer_done => {
                 p.truncate(125);
                 h.peer.queue_frame(true, 9, &p);
-                h.expected.push_back(Message::Ping(Bytes::from(p.clone())));
+                h.y.expected
+                    .push_back(Message::Ping(Bytes::from(p.clone())));
                 h.peer_pings.push(Bytes::from(p));
             }
             Op::PeerPong(mut p) if !h.peer_done => {
                 p.truncate(125);
                 h.peer.queue_frame(true, 10, &p);
-                h.expected.push_back(Message::Pong(Bytes::from(p)));
+                h.y.expected.push_back(Message::Pong(Bytes::from(p)));
             }
             Op::PeerViolation if !h.peer_done => {
                 h.peer.queue_frame(true, 3, b"");
                 h.peer_done = true;
-                h.violated = true;
+                h.y.violated = true;
             }
             Op::PeerClose if !h.peer_done => {
                 h.peer.queue_frame(true, 8, &1000u16.to_be_bytes());
                 h.peer_done = true;
-                h.peer_closed = true;
+                h.y.peer_closed = true;
             }
             Op::PeerMessage { .. } | Op::PeerPing(_) | Op::PeerPong(_) => {}
             Op::PeerViolation | Op::PeerClose => {}
             Op::PeerWrite(max) => {
-                h.peer.write(usize::from(max));
+                let moved = h.peer.write(usize::from(max)) > 0;
+                h.after_external(moved, "the peer wrote");
             }
             Op::PeerRead => {
-                h.peer.read();
+                let moved = h.peer.read() > 0;
+                h.after_external(moved, "the peer read");
             }
-            Op::Next if !h.ended => {
+            Op::Next if !h.y.ended => {
                 h.poll_next_once();
             }
-            Op::NextUntil(polls) if !h.ended => {
+            Op::NextUntil(polls) if !h.y.ended => {
                 for _ in 0..=polls % 16 {
                     if h.poll_next_once() {
                         break;
                     }
-                    h.peer.pump(false);
+                    let moved = h.peer.pump(false);
+                    h.after_external(moved, "the peer moved bytes");
                 }
             }
             Op::Next | Op::NextUntil(_) => {}
             Op::Send { len, text, polls } => h.send(len, text, polls, false),
             Op::Feed { len, text, polls } => h.send(len, text, polls, true),
             Op::Flush { polls } => {
-                let r = Harness::drive(&mut h.ws, &mut h.peer, polls, |ws| Box::pin(ws.flush()));
+                let r = h.drive(polls, |ws| Box::pin(ws.flush()));
                 assert!(!matches!(r, Some(Err(_))), "flush failed: {r:?}");
             }
             Op::Close { polls } => {
-                if !h.we_closed && !h.ended && h.terminal.is_none() {
+                if !h.we_closed && !h.y.ended && h.y.terminal.is_none() {
                     h.we_closed = true;
                     // The violation is the last frame the peer queued, and its
                     // first two bytes are enough to fail: once they left the
                     // outbox, it may have been decoded.
                     let frame_len = if peer_role == Role::Client { 6 } else { 2 };
-                    h.close_raced_violation = h.violated && h.peer.outbox.len() + 2 <= frame_len;
+                    h.close_raced_violation = h.y.violated && h.peer.outbox.len() + 2 <= frame_len;
                 }
-                let r = Harness::drive(&mut h.ws, &mut h.peer, polls, |ws| Box::pin(ws.close()));
+                let r = h.drive(polls, |ws| Box::pin(ws.close()));
                 assert!(!matches!(r, Some(Err(_))), "close failed: {r:?}");
             }
             Op::Advance(ms) => {
-                rt.block_on(tokio::time::advance(Duration::from_millis(u64::from(ms))))
+                rt.block_on(tokio::time::advance(Duration::from_millis(u64::from(ms))));
+                // Only reads and items count as progress here: a poll may write
+                // what was fed earlier without having been asked to.
+                h.after_external(true, "time passed");
             }
         }
     }
@@ -471,12 +793,14 @@ fn run(input: Input, rt: &tokio::runtime::Runtime) {
     if !h.peer_done {
         h.peer.queue_frame(true, 8, &1000u16.to_be_bytes());
         h.peer_done = true;
-        h.peer_closed = true;
+        h.y.peer_closed = true;
     }
     let mut idle = 0;
-    while !h.ended {
+    while !h.y.ended {
         let moved = h.peer.pump(true);
-        let yielded = h.poll_next_once();
+        // A stream that was not woken must have had nothing to do.
+        h.after_external(moved, "the peer moved bytes");
+        let yielded = !h.y.ended && h.poll_next_once();
         if moved || yielded {
             idle = 0;
             continue;
@@ -493,7 +817,7 @@ fn run(input: Input, rt: &tokio::runtime::Runtime) {
             "we ended without closing our side"
         );
     }
-    assert!(h.expected.is_empty());
+    assert!(h.y.expected.is_empty());
 
     // What we sent, as the peer decodes it.
     let limits = Limits::default()
@@ -518,7 +842,7 @@ fn run(input: Input, rt: &tokio::runtime::Runtime) {
     if h.close_raced_violation {
         assert!(matches!(code, Some(CloseCode(1000 | 1002))), "{code:?}");
     } else {
-        let expected_code = if h.we_closed || !h.violated {
+        let expected_code = if h.we_closed || !h.y.violated {
             1000
         } else {
             1002
