@@ -114,12 +114,40 @@ struct PendingFrame {
     seen: usize,
 }
 
+/// The first error `decode` returned, kept to return again: decoding never
+/// goes on after an error.
+#[derive(Debug, Clone, Copy)]
+enum Failure {
+    Protocol(ProtocolError),
+    Capacity(CapacityError),
+    /// Any other error: later calls say [`Error::Closed`].
+    Other,
+}
+
+impl Failure {
+    fn of(error: &Error) -> Self {
+        match error {
+            Error::Protocol(e) => Failure::Protocol(*e),
+            Error::Capacity(e) => Failure::Capacity(*e),
+            _ => Failure::Other,
+        }
+    }
+
+    fn error(self) -> Error {
+        match self {
+            Failure::Protocol(e) => e.into(),
+            Failure::Capacity(e) => e.into(),
+            Failure::Other => Error::Closed,
+        }
+    }
+}
+
 /// Decodes and encodes single frames, enforcing the per-role masking rules and the
 /// frame size limit.
 ///
-/// An error from `decode` is final: fail the connection (RFC 6455 §7.1.7) with
-/// the error's [`close_code`](crate::Error::close_code) rather than decoding
-/// the same buffer again; nothing in it can be trusted past the bad frame.
+/// An error from `decode` is final, and the codec enforces it: every later call
+/// fails with the same error, whatever buffer it is given. Fail the connection
+/// (RFC 6455 §7.1.7) with the error's [`close_code`](crate::Error::close_code).
 #[derive(Debug, Clone)]
 pub struct FrameCodec {
     role: Role,
@@ -127,6 +155,7 @@ pub struct FrameCodec {
     /// RSV bits an extension has claimed; any other set bit fails the connection.
     allowed_rsv: u8,
     pending: Option<PendingFrame>,
+    failure: Option<Failure>,
 }
 
 impl FrameCodec {
@@ -142,6 +171,7 @@ impl FrameCodec {
             max_frame_size: limits.max_frame_size,
             allowed_rsv: 0,
             pending: None,
+            failure: None,
         }
     }
 
@@ -171,8 +201,30 @@ impl FrameCodec {
 
     /// Decodes one frame from the front of `src`, showing it to `observer` as it
     /// arrives. Nothing is reserved for a declared payload: the buffer grows only
-    /// with bytes that actually arrive.
+    /// with bytes that actually arrive. After an error, fails with it again.
     pub(crate) fn decode_observed<O: FrameObserver>(
+        &mut self,
+        src: &mut BytesMut,
+        observer: &mut O,
+    ) -> Result<Option<Frame>, Error> {
+        if let Some(failure) = self.failure {
+            return Err(failure.error());
+        }
+        let result = self.decode_frame(src, observer);
+        if let Err(e) = &result {
+            self.fail(e);
+        }
+        result
+    }
+
+    /// Makes `error` final: every later `decode` fails with it, and the frame
+    /// in progress is dropped.
+    fn fail(&mut self, error: &Error) {
+        self.failure.get_or_insert(Failure::of(error));
+        self.pending = None;
+    }
+
+    fn decode_frame<O: FrameObserver>(
         &mut self,
         src: &mut BytesMut,
         observer: &mut O,
@@ -533,6 +585,14 @@ fn inflate_frame(
 }
 
 impl Assembler {
+    /// Drops the message in progress, after an error: nothing of it is kept.
+    fn abandon(&mut self) {
+        self.partial = None;
+        self.validator = Utf8Validator::new();
+        self.frame_is_text = false;
+        self.compressed = false;
+    }
+
     fn check_size(&self, size: u64) -> Result<(), Error> {
         if size > self.max_message_size as u64 {
             return Err(CapacityError::MessageTooLarge {
@@ -689,10 +749,12 @@ impl FrameObserver for Assembler {
 /// Decodes whole messages (reassembling fragments, validating text) and encodes
 /// each message as one frame.
 ///
-/// After `decode` returns an error, the codec and the buffer are in no state to
-/// go on (part of a frame may already be unmasked in place): send a Close with
-/// the error's [`close_code`](crate::Error::close_code) and drop the
-/// connection, as [`WebSocket`](crate::WebSocket) does.
+/// An error from `decode` is final, and the codec enforces it: the message in
+/// progress is dropped, and every later call fails with the same error,
+/// whatever buffer it is given (a [`Framed`](tokio_util::codec::Framed) polled
+/// again after an error decodes again). Send a Close with the error's
+/// [`close_code`](crate::Error::close_code) and drop the connection, as
+/// [`WebSocket`](crate::WebSocket) does; encoding still works for that.
 #[derive(Debug)]
 pub struct MessageCodec {
     frames: FrameCodec,
@@ -753,7 +815,18 @@ impl Decoder for MessageCodec {
     type Error = Error;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Message>, Error> {
+        let result = self.decode_message(src);
+        if let Err(e) = &result {
+            self.fail(e);
+        }
+        result
+    }
+}
+
+impl MessageCodec {
+    fn decode_message(&mut self, src: &mut BytesMut) -> Result<Option<Message>, Error> {
         loop {
+            // Fails again with the first error, if there was one.
             let Some(frame) = self.frames.decode_observed(src, &mut self.assembler)? else {
                 return Ok(None);
             };
@@ -761,6 +834,12 @@ impl Decoder for MessageCodec {
                 return Ok(Some(message));
             }
         }
+    }
+
+    /// Makes `error` final, for the frames and the message in progress alike.
+    fn fail(&mut self, error: &Error) {
+        self.frames.fail(error);
+        self.assembler.abandon();
     }
 }
 
@@ -836,6 +915,15 @@ mod tests {
             while let Some(m) = codec.decode(&mut buf)? {
                 out.push(m);
             }
+        }
+        Ok(out)
+    }
+
+    /// Decodes every message `buf` holds.
+    fn decode_all(codec: &mut MessageCodec, buf: &mut BytesMut) -> Result<Vec<Message>, Error> {
+        let mut out = Vec::new();
+        while let Some(m) = codec.decode(buf)? {
+            out.push(m);
         }
         Ok(out)
     }
@@ -1127,6 +1215,90 @@ mod tests {
                 (Continuation, true, 1),
                 (Binary, true, 0)
             ]
+        );
+    }
+
+    /// Every later call fails with the first error, whatever buffer it is
+    /// given: the codec does not carry on from a state the error left behind.
+    #[test]
+    fn frame_codec_fails_every_decode_after_an_error() {
+        let mut codec = FrameCodec::new(Role::Server);
+        let mut bad = BytesMut::from(&wire(Role::Server, true, 0, 2, b"hi")[..]);
+        assert!(matches!(
+            codec.decode(&mut bad),
+            Err(Error::Protocol(ProtocolError::UnmaskedFrameFromClient))
+        ));
+        for _ in 0..3 {
+            let mut good = BytesMut::from(&client_frame(true, 2, b"hi")[..]);
+            let got = codec.decode(&mut good);
+            assert!(
+                matches!(
+                    got,
+                    Err(Error::Protocol(ProtocolError::UnmaskedFrameFromClient))
+                ),
+                "{got:?}"
+            );
+            assert!(matches!(
+                codec.decode(&mut BytesMut::new()),
+                Err(Error::Protocol(ProtocolError::UnmaskedFrameFromClient))
+            ));
+        }
+    }
+
+    #[test]
+    fn message_codec_fails_every_decode_after_an_error() {
+        // The error in the frame codec (a header), in the observer (UTF-8
+        // before the frame is complete) and in reassembly (after it).
+        let truncated_code_point = client_frame(true, 1, b"a\xe2\x82");
+        // Header, mask and "ab\xff" of a longer frame.
+        let early_utf8 = &client_frame(true, 1, b"ab\xffcdef")[..2 + 4 + 3];
+        let failures: [(&[u8], ProtocolError); 3] = [
+            (&[0x83, 0x80, 0, 0, 0, 0], ProtocolError::ReservedOpCode(3)),
+            (early_utf8, ProtocolError::InvalidUtf8),
+            (&truncated_code_point, ProtocolError::InvalidUtf8),
+        ];
+        for (bytes, expected) in failures {
+            let mut codec = MessageCodec::new(Role::Server);
+            let mut buf = BytesMut::from(bytes);
+            assert_eq!(protocol_error(decode_all(&mut codec, &mut buf)), expected);
+            for later in [client_frame(true, 1, b"fine"), client_frame(true, 9, b"")] {
+                let mut buf = BytesMut::from(&later[..]);
+                assert_eq!(protocol_error(decode_all(&mut codec, &mut buf)), expected);
+            }
+        }
+    }
+
+    /// Issue #12 (b): a continuation inflates to invalid UTF-8, the error is
+    /// returned, and the caller decodes on (as `Framed` does when polled
+    /// again). The last fragment must not complete a text message holding
+    /// the bad bytes.
+    #[cfg(feature = "deflate")]
+    #[test]
+    fn with_deflate_no_text_message_completes_after_invalid_utf8() {
+        let params = crate::deflate::DeflateParams {
+            server_no_context_takeover: false,
+            client_no_context_takeover: false,
+            server_max_window_bits: None,
+            client_max_window_bits: None,
+            level: 6,
+            min_size: 0,
+        };
+        let compressed = Compressor::new(&params, false)
+            .compress(b"ab\xffcd")
+            .unwrap();
+        let mut codec = MessageCodec::new(Role::Server);
+        codec.set_deflate(&params);
+        let mut bytes = wire(Role::Client, false, 0b100, 1, b"");
+        bytes.extend(wire(Role::Client, false, 0, 0, &compressed));
+        let mut buf = BytesMut::from(&bytes[..]);
+        assert_eq!(
+            protocol_error(decode_all(&mut codec, &mut buf)),
+            ProtocolError::InvalidUtf8
+        );
+        let mut last = BytesMut::from(&wire(Role::Client, true, 0, 0, b"")[..]);
+        assert_eq!(
+            protocol_error(decode_all(&mut codec, &mut last)),
+            ProtocolError::InvalidUtf8
         );
     }
 
