@@ -7,10 +7,15 @@
 //! a `Stream` + `Sink`. It does not answer pings or run the closing handshake either;
 //! [`WebSocket`](crate::WebSocket) does that on top of these codecs.
 //!
-//! Decoding is zero-copy: a frame's payload is unmasked in place in the read buffer
-//! and split off as [`Bytes`]. Payload bytes are unmasked and checked as they
-//! arrive, before the frame is complete, so invalid UTF-8 in a long frame fails the
-//! connection at the first impossible byte.
+//! Decoding is zero-copy: a frame that is whole in the read buffer is unmasked in
+//! place and split off as [`Bytes`]. Text is checked as it arrives, before its
+//! frame is complete, so invalid UTF-8 in a long frame fails the connection at the
+//! first impossible byte: [`MessageCodec`] takes the bytes of such a frame out of
+//! the read buffer into its own as they arrive (without copying them while the
+//! buffer keeps its allocation), unmasking and checking each byte once, in the
+//! call that takes it, and so returns exactly the bytes it checked. Every other
+//! frame stays in the read buffer, untouched, until it is complete. Nothing
+//! `decode` saw in the caller's buffer in one call is relied on in the next.
 //!
 //! ```
 //! use futures::{SinkExt, StreamExt};
@@ -27,6 +32,8 @@
 //! # Ok(())
 //! # }
 //! ```
+
+use std::io;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
@@ -89,10 +96,18 @@ impl Frame {
 /// Hooks that see a frame while it arrives; how [`MessageCodec`] checks message
 /// size and UTF-8 before a frame is complete.
 pub(crate) trait FrameObserver {
-    /// A header passed the frame-level checks.
+    /// A header passed the frame-level checks. Called again on each `decode`
+    /// while the frame is incomplete and still in the caller's buffer, so it
+    /// must give the same answer for the same header.
     fn on_header(&mut self, header: &FrameHeader) -> Result<(), Error>;
+    /// Whether the payload of the frame `on_header` last saw is to be shown to
+    /// `on_payload` as it arrives, rather than once it is complete. Such a frame
+    /// is taken out of the caller's buffer as it arrives.
+    fn looks_ahead(&self) -> bool;
     /// The next unmasked piece of the payload; together the pieces are the whole
-    /// payload, in order, each byte once.
+    /// payload, in order, each byte once. A piece is shown only in a call that
+    /// then returns the frame or moves the piece into the codec's own buffer, so
+    /// what was shown is what the frame holds.
     fn on_payload(&mut self, header: &FrameHeader, chunk: &[u8]) -> Result<(), Error>;
 }
 
@@ -100,33 +115,79 @@ impl FrameObserver for () {
     fn on_header(&mut self, _: &FrameHeader) -> Result<(), Error> {
         Ok(())
     }
+    fn looks_ahead(&self) -> bool {
+        false
+    }
     fn on_payload(&mut self, _: &FrameHeader, _: &[u8]) -> Result<(), Error> {
         Ok(())
     }
 }
 
-/// The frame whose payload is still arriving.
-#[derive(Debug, Clone, Copy)]
-struct PendingFrame {
+/// A frame taken out of the caller's buffer while it arrives (one the observer
+/// looks ahead into): its header, and the payload so far, unmasked and shown to
+/// the observer. Only the codec can reach these bytes, so what the observer
+/// checked is what the frame will hold.
+#[derive(Debug, Clone)]
+struct TakenFrame {
     header: FrameHeader,
-    header_len: usize,
-    /// Payload bytes already unmasked in place and shown to the observer.
-    seen: usize,
+    payload: BytesMut,
+}
+
+/// The first error `decode` returned, kept to return again: decoding never
+/// goes on after an error.
+#[derive(Debug, Clone, Copy)]
+enum Failure {
+    Protocol(ProtocolError),
+    Capacity(CapacityError),
+    /// Any other error (only `decode_eof`'s): later calls say [`Error::Closed`].
+    Other,
+}
+
+impl Failure {
+    fn of(error: &Error) -> Self {
+        match error {
+            Error::Protocol(e) => Failure::Protocol(*e),
+            Error::Capacity(e) => Failure::Capacity(*e),
+            _ => Failure::Other,
+        }
+    }
+
+    fn error(self) -> Error {
+        match self {
+            Failure::Protocol(e) => e.into(),
+            Failure::Capacity(e) => e.into(),
+            Failure::Other => Error::Closed,
+        }
+    }
+}
+
+/// What [`Decoder::decode_eof`] fails with when the stream ends inside a frame,
+/// the same as tokio-util's default.
+fn bytes_remaining() -> Error {
+    io::Error::other("bytes remaining on stream").into()
 }
 
 /// Decodes and encodes single frames, enforcing the per-role masking rules and the
 /// frame size limit.
 ///
-/// An error from `decode` is final: fail the connection (RFC 6455 §7.1.7) with
-/// the error's [`close_code`](crate::Error::close_code) rather than decoding
-/// the same buffer again; nothing in it can be trusted past the bad frame.
+/// An error from `decode` is final, and the codec enforces it: every later call
+/// fails with the same error, whatever buffer it is given. Fail the connection
+/// (RFC 6455 §7.1.7) with the error's [`close_code`](crate::Error::close_code).
+///
+/// Between calls the codec keeps nothing that refers into the caller's buffer:
+/// a frame that is not complete yet is left there as it is (`decode` returns
+/// `None` without touching the buffer) and parsed again on the next call, and
+/// its payload is unmasked in the call that returns it.
 #[derive(Debug, Clone)]
 pub struct FrameCodec {
     role: Role,
     max_frame_size: usize,
     /// RSV bits an extension has claimed; any other set bit fails the connection.
     allowed_rsv: u8,
-    pending: Option<PendingFrame>,
+    /// The frame arriving into the codec's own buffer, if the observer looks
+    /// ahead into it.
+    taken: Option<TakenFrame>,
+    failure: Option<Failure>,
 }
 
 impl FrameCodec {
@@ -141,7 +202,8 @@ impl FrameCodec {
             role,
             max_frame_size: limits.max_frame_size,
             allowed_rsv: 0,
-            pending: None,
+            taken: None,
+            failure: None,
         }
     }
 
@@ -171,51 +233,124 @@ impl FrameCodec {
 
     /// Decodes one frame from the front of `src`, showing it to `observer` as it
     /// arrives. Nothing is reserved for a declared payload: the buffer grows only
-    /// with bytes that actually arrive.
+    /// with bytes that actually arrive. After an error, fails with it again.
     pub(crate) fn decode_observed<O: FrameObserver>(
         &mut self,
         src: &mut BytesMut,
         observer: &mut O,
     ) -> Result<Option<Frame>, Error> {
-        let mut pending = match self.pending {
-            Some(pending) => pending,
-            None => {
-                let Some((header, header_len)) = FrameHeader::parse(src)? else {
-                    return Ok(None);
-                };
-                self.check_header(&header)?;
-                observer.on_header(&header)?;
-                PendingFrame {
-                    header,
-                    header_len,
-                    seen: 0,
-                }
-            }
-        };
-        // check_header bounded the length by max_frame_size, a usize.
-        let len = pending.header.payload_len as usize;
-        let start = pending.header_len;
-        let available = (src.len() - start).min(len);
-        if available > pending.seen {
-            let chunk = &mut src[start + pending.seen..start + available];
-            if let Some(key) = pending.header.mask {
-                apply_mask(chunk, key, pending.seen);
-            }
-            observer.on_payload(&pending.header, chunk)?;
-            pending.seen = available;
+        if let Some(failure) = self.failure {
+            return Err(failure.error());
         }
-        if available < len {
-            self.pending = Some(pending);
+        match self.decode_frame(src, observer) {
+            Ok(frame) => Ok(frame),
+            Err(e) => {
+                self.fail(&e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Makes `error` final: every later `decode` fails with it, and the frame
+    /// taken so far is dropped.
+    fn fail(&mut self, error: &Error) {
+        self.failure.get_or_insert(Failure::of(error));
+        self.taken = None;
+    }
+
+    /// Whether part of a frame is in the codec's own buffer.
+    fn holds_partial_frame(&self) -> bool {
+        self.taken.is_some()
+    }
+
+    /// A frame: whole in `src` (unmasked in place and split off), still
+    /// arriving and left in `src` untouched, or still arriving and taken out
+    /// of it because the observer looks at it as it arrives.
+    fn decode_frame<O: FrameObserver>(
+        &mut self,
+        src: &mut BytesMut,
+        observer: &mut O,
+    ) -> Result<Option<Frame>, Error> {
+        if self.taken.is_some() {
+            return self.take_more(src, observer);
+        }
+        let Some((header, header_len)) = FrameHeader::parse(src)? else {
+            return Ok(None);
+        };
+        self.check_header(&header)?;
+        observer.on_header(&header)?;
+        // check_header bounded the length by max_frame_size, a usize.
+        let len = header.payload_len as usize;
+        let start = header_len;
+        let available = (src.len() - start).min(len);
+        if available < len && !observer.looks_ahead() {
+            // Left as it is, and parsed again on the next call.
             return Ok(None);
         }
-        self.pending = None;
+        // Unmasked and shown in place: this call returns the frame or takes
+        // these bytes out of `src`.
+        let chunk = &mut src[start..start + available];
+        if let Some(key) = header.mask {
+            apply_mask(chunk, key, 0);
+        }
+        observer.on_payload(&header, chunk)?;
+        if available < len {
+            self.start_taking(header, start, src);
+            return Ok(None);
+        }
         src.advance(start);
-        let header = pending.header;
         Ok(Some(Frame {
             fin: header.fin,
             rsv: header.rsv,
             opcode: header.opcode,
             payload: src.split_to(len).freeze(),
+        }))
+    }
+
+    /// Takes the frame (its header and the payload so far, unmasked and
+    /// shown to the observer in place just now; none of it a later frame's)
+    /// out of `src` into a buffer of our own, without copying: the caller can
+    /// no longer change it. The rest follows in `take_more`.
+    #[cold]
+    #[inline(never)]
+    fn start_taking(&mut self, header: FrameHeader, header_len: usize, src: &mut BytesMut) {
+        drop(src.split_to(header_len));
+        let payload = src.split();
+        self.taken = Some(TakenFrame { header, payload });
+    }
+
+    /// Moves the next bytes of the frame being taken out of `src` into its
+    /// payload, unmasking them and showing them to the observer on the way;
+    /// the frame once it is complete.
+    #[cold]
+    #[inline(never)]
+    fn take_more<O: FrameObserver>(
+        &mut self,
+        src: &mut BytesMut,
+        observer: &mut O,
+    ) -> Result<Option<Frame>, Error> {
+        let Some(taken) = self.taken.as_mut() else {
+            return Ok(None);
+        };
+        let have = taken.payload.len();
+        let missing = taken.header.payload_len as usize - have;
+        let mut chunk = src.split_to(missing.min(src.len()));
+        if let Some(key) = taken.header.mask {
+            apply_mask(&mut chunk, key, have);
+        }
+        observer.on_payload(&taken.header, &chunk)?;
+        // No copy while `src` still has the allocation behind the payload;
+        // else a copy, into a buffer that grows by doubling.
+        taken.payload.unsplit(chunk);
+        if (taken.payload.len() as u64) < taken.header.payload_len {
+            return Ok(None);
+        }
+        let TakenFrame { header, payload } = self.taken.take().expect("checked above");
+        Ok(Some(Frame {
+            fin: header.fin,
+            rsv: header.rsv,
+            opcode: header.opcode,
+            payload: payload.freeze(),
         }))
     }
 
@@ -231,6 +366,18 @@ impl Decoder for FrameCodec {
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, Error> {
         self.decode_observed(src, &mut ())
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, Error> {
+        match self.decode(src)? {
+            Some(frame) => Ok(Some(frame)),
+            None if src.is_empty() => Ok(None),
+            None => {
+                let e = bytes_remaining();
+                self.fail(&e);
+                Err(e)
+            }
+        }
     }
 }
 
@@ -533,6 +680,14 @@ fn inflate_frame(
 }
 
 impl Assembler {
+    /// Drops the message in progress, after an error: nothing of it is kept.
+    fn abandon(&mut self) {
+        self.partial = None;
+        self.validator = Utf8Validator::new();
+        self.frame_is_text = false;
+        self.compressed = false;
+    }
+
     fn check_size(&self, size: u64) -> Result<(), Error> {
         if size > self.max_message_size as u64 {
             return Err(CapacityError::MessageTooLarge {
@@ -676,6 +831,12 @@ impl FrameObserver for Assembler {
         Ok(())
     }
 
+    /// Text is checked as it arrives, to fail at the first impossible byte
+    /// (RFC 6455 §8.1; Autobahn 6.4.x).
+    fn looks_ahead(&self) -> bool {
+        self.frame_is_text
+    }
+
     fn on_payload(&mut self, _: &FrameHeader, chunk: &[u8]) -> Result<(), Error> {
         if self.frame_is_text {
             self.validator
@@ -689,10 +850,20 @@ impl FrameObserver for Assembler {
 /// Decodes whole messages (reassembling fragments, validating text) and encodes
 /// each message as one frame.
 ///
-/// After `decode` returns an error, the codec and the buffer are in no state to
-/// go on (part of a frame may already be unmasked in place): send a Close with
-/// the error's [`close_code`](crate::Error::close_code) and drop the
-/// connection, as [`WebSocket`](crate::WebSocket) does.
+/// An error from `decode` is final, and the codec enforces it: the message in
+/// progress is dropped, and every later call fails with the same error,
+/// whatever buffer it is given (a [`Framed`](tokio_util::codec::Framed) polled
+/// again after an error decodes again). Send a Close with the error's
+/// [`close_code`](crate::Error::close_code) and drop the connection, as
+/// [`WebSocket`](crate::WebSocket) does; encoding still works for that.
+///
+/// A text frame that is not complete in the buffer is taken out of it into the
+/// codec as it arrives: each byte is unmasked and checked once, in the call
+/// that takes it, and the caller cannot change it after that, so the text
+/// returned is exactly what was checked; `decode` then returns `None` having
+/// consumed those bytes. Every other frame is left in the buffer, untouched,
+/// until it is complete. `decode_eof` fails on a stream that ends inside a
+/// frame either way.
 #[derive(Debug)]
 pub struct MessageCodec {
     frames: FrameCodec,
@@ -753,7 +924,32 @@ impl Decoder for MessageCodec {
     type Error = Error;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Message>, Error> {
+        match self.decode_message(src) {
+            Ok(message) => Ok(message),
+            Err(e) => {
+                self.fail(&e);
+                Err(e)
+            }
+        }
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Message>, Error> {
+        match self.decode(src)? {
+            Some(message) => Ok(Some(message)),
+            None if src.is_empty() && !self.frames.holds_partial_frame() => Ok(None),
+            None => {
+                let e = bytes_remaining();
+                self.fail(&e);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl MessageCodec {
+    fn decode_message(&mut self, src: &mut BytesMut) -> Result<Option<Message>, Error> {
         loop {
+            // Fails again with the first error, if there was one.
             let Some(frame) = self.frames.decode_observed(src, &mut self.assembler)? else {
                 return Ok(None);
             };
@@ -761,6 +957,12 @@ impl Decoder for MessageCodec {
                 return Ok(Some(message));
             }
         }
+    }
+
+    /// Makes `error` final, for the frames and the message in progress alike.
+    fn fail(&mut self, error: &Error) {
+        self.frames.fail(error);
+        self.assembler.abandon();
     }
 }
 
@@ -836,6 +1038,15 @@ mod tests {
             while let Some(m) = codec.decode(&mut buf)? {
                 out.push(m);
             }
+        }
+        Ok(out)
+    }
+
+    /// Decodes every message `buf` holds.
+    fn decode_all(codec: &mut MessageCodec, buf: &mut BytesMut) -> Result<Vec<Message>, Error> {
+        let mut out = Vec::new();
+        while let Some(m) = codec.decode(buf)? {
+            out.push(m);
         }
         Ok(out)
     }
@@ -1127,6 +1338,267 @@ mod tests {
                 (Continuation, true, 1),
                 (Binary, true, 0)
             ]
+        );
+    }
+
+    /// Issue #12 (a): two bytes of a text frame are checked in one call, and
+    /// the next call is given another buffer, with the same header and invalid
+    /// UTF-8 where those two bytes were. The checked bytes were taken out of
+    /// the first buffer, so the second one holds what comes after them: no text
+    /// holding `FF FE` can come out.
+    #[test]
+    fn text_checked_in_an_earlier_call_is_taken_out_of_the_callers_buffer() {
+        let mut codec = MessageCodec::new(Role::Client);
+        let mut first = BytesMut::from(&[0x81, 0x04, b'a', b'b'][..]);
+        assert!(codec.decode(&mut first).unwrap().is_none());
+        let mut other = BytesMut::from(&[0x81, 0x04, 0xFF, 0xFE, b'c', b'd'][..]);
+        let got = codec.decode(&mut other);
+        // 0x81 continues "ab": a continuation byte with no lead byte.
+        assert!(
+            matches!(got, Err(Error::Protocol(ProtocolError::InvalidUtf8))),
+            "{got:?}"
+        );
+        assert!(first.is_empty(), "{first:?}");
+
+        // The bytes that do come next complete the text.
+        let mut codec = MessageCodec::new(Role::Client);
+        let mut first = BytesMut::from(&[0x81, 0x04, b'a', b'b'][..]);
+        assert!(codec.decode(&mut first).unwrap().is_none());
+        let mut rest = BytesMut::from(&b"cd"[..]);
+        assert_eq!(
+            codec.decode(&mut rest).unwrap(),
+            Some(Message::text("abcd"))
+        );
+    }
+
+    /// Issue #12 (a), masking: bytes unmasked in an earlier call are not
+    /// assumed to be still unmasked in the buffer. A frame left in the buffer
+    /// is untouched until it is complete, then unmasked whole, from the bytes
+    /// there in the call that returns it.
+    #[test]
+    fn a_frame_left_in_the_buffer_is_unmasked_in_the_call_that_completes_it() {
+        let key = [0x80; 4];
+        let mut wire = vec![0x82, 0x80 | 4];
+        wire.extend_from_slice(&key);
+        wire.extend(b"abcd".iter().map(|b| b ^ 0x80));
+        let mut codec = MessageCodec::new(Role::Server);
+        let mut first = BytesMut::from(&wire[..8]);
+        assert!(codec.decode(&mut first).unwrap().is_none());
+        // A fresh copy of the wire: every payload byte still masked.
+        let mut copy = BytesMut::from(&wire[..]);
+        assert_eq!(
+            codec.decode(&mut copy).unwrap(),
+            Some(Message::binary(&b"abcd"[..]))
+        );
+    }
+
+    #[test]
+    fn decode_returns_none_without_touching_a_frame_it_leaves_in_the_buffer() {
+        let text = client_frame(true, 1, "héllo wörld".as_bytes());
+        let binary = client_frame(true, 2, "héllo wörld".as_bytes());
+        let mut frames = FrameCodec::new(Role::Server);
+        let mut messages = MessageCodec::new(Role::Server);
+        let mut text_buf = BytesMut::new();
+        let mut binary_buf = BytesMut::new();
+        for i in 0..text.len() - 1 {
+            text_buf.extend_from_slice(&text[i..=i]);
+            assert!(frames.decode(&mut text_buf).unwrap().is_none());
+            assert_eq!(&text_buf[..], &text[..=i], "text, after {} bytes", i + 1);
+            binary_buf.extend_from_slice(&binary[i..=i]);
+            assert!(messages.decode(&mut binary_buf).unwrap().is_none());
+            assert_eq!(
+                &binary_buf[..],
+                &binary[..=i],
+                "binary, after {} bytes",
+                i + 1
+            );
+        }
+        text_buf.extend_from_slice(&text[text.len() - 1..]);
+        let frame = frames.decode(&mut text_buf).unwrap().unwrap();
+        assert_eq!(&frame.payload[..], "héllo wörld".as_bytes());
+        binary_buf.extend_from_slice(&binary[binary.len() - 1..]);
+        assert_eq!(
+            messages.decode(&mut binary_buf).unwrap(),
+            Some(Message::binary("héllo wörld".as_bytes()))
+        );
+    }
+
+    #[test]
+    fn a_text_frame_still_arriving_is_taken_out_of_the_buffer() {
+        let text = "héllo wörld, ".repeat(20);
+        let bytes = client_frame(true, 1, text.as_bytes());
+        let mut codec = MessageCodec::new(Role::Server);
+        let mut buf = BytesMut::new();
+        let mut got = None;
+        for piece in bytes.chunks(7) {
+            buf.extend_from_slice(piece);
+            got = codec.decode(&mut buf).unwrap();
+            // Only a piece of header is left for the next call to complete.
+            assert!(buf.len() < 2 + 2 + 4, "{} bytes left", buf.len());
+        }
+        assert_eq!(got, Some(Message::text(text)));
+        assert!(buf.is_empty());
+    }
+
+    /// Counts what a frame codec shows its observer.
+    #[derive(Default)]
+    struct Counting {
+        headers: usize,
+        payload_bytes: usize,
+    }
+
+    impl FrameObserver for Counting {
+        fn on_header(&mut self, _: &FrameHeader) -> Result<(), Error> {
+            self.headers += 1;
+            Ok(())
+        }
+        fn looks_ahead(&self) -> bool {
+            true
+        }
+        fn on_payload(&mut self, _: &FrameHeader, chunk: &[u8]) -> Result<(), Error> {
+            self.payload_bytes += chunk.len();
+            Ok(())
+        }
+    }
+
+    /// Linear however the frame is cut: each byte is unmasked and shown once,
+    /// whether the pieces come in one growing buffer or in fresh ones.
+    #[test]
+    fn a_frame_taken_in_small_pieces_is_seen_once_per_byte() {
+        let payload: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+        let bytes = client_frame(true, 1, &payload);
+        for fresh_buffers in [false, true] {
+            let mut codec = FrameCodec::new(Role::Server);
+            let mut observer = Counting::default();
+            let mut buf = BytesMut::new();
+            let mut frames = Vec::new();
+            for piece in bytes.chunks(1024) {
+                if fresh_buffers {
+                    buf = BytesMut::new();
+                }
+                buf.extend_from_slice(piece);
+                frames.extend(codec.decode_observed(&mut buf, &mut observer).unwrap());
+            }
+            assert_eq!(observer.headers, 1);
+            assert_eq!(observer.payload_bytes, payload.len());
+            assert_eq!(frames.len(), 1);
+            assert!(frames[0].payload == payload);
+        }
+    }
+
+    #[test]
+    fn decode_eof_fails_inside_a_frame_the_codec_took() {
+        let bytes = client_frame(true, 1, b"hello");
+        let mut codec = MessageCodec::new(Role::Server);
+        let mut buf = BytesMut::from(&bytes[..bytes.len() - 1]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        assert!(buf.is_empty());
+        assert!(matches!(codec.decode_eof(&mut buf), Err(Error::Io(_))));
+        let mut codec = MessageCodec::new(Role::Server);
+        let mut buf = BytesMut::from(&client_frame(true, 2, b"hello")[..8]);
+        assert!(matches!(codec.decode_eof(&mut buf), Err(Error::Io(_))));
+        let mut codec = MessageCodec::new(Role::Server);
+        assert!(codec.decode_eof(&mut BytesMut::new()).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_shorter_buffer_after_part_of_a_frame_is_no_panic() {
+        let bytes = client_frame(true, 2, &[b'x'; 300]);
+        let mut codec = MessageCodec::new(Role::Server);
+        let mut buf = BytesMut::from(&bytes[..100]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        for len in [0, 1, 3, 50] {
+            let mut shorter = BytesMut::from(&bytes[..len]);
+            assert!(codec.decode(&mut shorter).unwrap().is_none(), "{len} bytes");
+        }
+        let mut whole = BytesMut::from(&bytes[..]);
+        assert_eq!(
+            codec.decode(&mut whole).unwrap(),
+            Some(Message::binary(vec![b'x'; 300]))
+        );
+    }
+
+    /// Every later call fails with the first error, whatever buffer it is
+    /// given: the codec does not carry on from a state the error left behind.
+    #[test]
+    fn frame_codec_fails_every_decode_after_an_error() {
+        let mut codec = FrameCodec::new(Role::Server);
+        let mut bad = BytesMut::from(&wire(Role::Server, true, 0, 2, b"hi")[..]);
+        assert!(matches!(
+            codec.decode(&mut bad),
+            Err(Error::Protocol(ProtocolError::UnmaskedFrameFromClient))
+        ));
+        for _ in 0..3 {
+            let mut good = BytesMut::from(&client_frame(true, 2, b"hi")[..]);
+            let got = codec.decode(&mut good);
+            assert!(
+                matches!(
+                    got,
+                    Err(Error::Protocol(ProtocolError::UnmaskedFrameFromClient))
+                ),
+                "{got:?}"
+            );
+            assert!(matches!(
+                codec.decode(&mut BytesMut::new()),
+                Err(Error::Protocol(ProtocolError::UnmaskedFrameFromClient))
+            ));
+        }
+    }
+
+    #[test]
+    fn message_codec_fails_every_decode_after_an_error() {
+        // The error in the frame codec (a header), in the observer (UTF-8
+        // before the frame is complete) and in reassembly (after it).
+        let truncated_code_point = client_frame(true, 1, b"a\xe2\x82");
+        // Header, mask and "ab\xff" of a longer frame.
+        let early_utf8 = &client_frame(true, 1, b"ab\xffcdef")[..2 + 4 + 3];
+        let failures: [(&[u8], ProtocolError); 3] = [
+            (&[0x83, 0x80, 0, 0, 0, 0], ProtocolError::ReservedOpCode(3)),
+            (early_utf8, ProtocolError::InvalidUtf8),
+            (&truncated_code_point, ProtocolError::InvalidUtf8),
+        ];
+        for (bytes, expected) in failures {
+            let mut codec = MessageCodec::new(Role::Server);
+            let mut buf = BytesMut::from(bytes);
+            assert_eq!(protocol_error(decode_all(&mut codec, &mut buf)), expected);
+            for later in [client_frame(true, 1, b"fine"), client_frame(true, 9, b"")] {
+                let mut buf = BytesMut::from(&later[..]);
+                assert_eq!(protocol_error(decode_all(&mut codec, &mut buf)), expected);
+            }
+        }
+    }
+
+    /// Issue #12 (b): a continuation inflates to invalid UTF-8, the error is
+    /// returned, and the caller decodes on (as `Framed` does when polled
+    /// again). The last fragment must not complete a text message holding
+    /// the bad bytes.
+    #[cfg(feature = "deflate")]
+    #[test]
+    fn with_deflate_no_text_message_completes_after_invalid_utf8() {
+        let params = crate::deflate::DeflateParams {
+            server_no_context_takeover: false,
+            client_no_context_takeover: false,
+            server_max_window_bits: None,
+            client_max_window_bits: None,
+            level: 6,
+            min_size: 0,
+        };
+        let compressed = Compressor::new(&params, false)
+            .compress(b"ab\xffcd")
+            .unwrap();
+        let mut codec = MessageCodec::new(Role::Server);
+        codec.set_deflate(&params);
+        let mut bytes = wire(Role::Client, false, 0b100, 1, b"");
+        bytes.extend(wire(Role::Client, false, 0, 0, &compressed));
+        let mut buf = BytesMut::from(&bytes[..]);
+        assert_eq!(
+            protocol_error(decode_all(&mut codec, &mut buf)),
+            ProtocolError::InvalidUtf8
+        );
+        let mut last = BytesMut::from(&wire(Role::Client, true, 0, 0, b"")[..]);
+        assert_eq!(
+            protocol_error(decode_all(&mut codec, &mut last)),
+            ProtocolError::InvalidUtf8
         );
     }
 

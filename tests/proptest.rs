@@ -2,10 +2,11 @@
 //! (`wscodec::frame`), masking (`wscodec::mask`) and incremental UTF-8
 //! validation (`wscodec::utf8`), plus text decoding read back through
 //! `Utf8Bytes::as_str` (the crate's one `unsafe` block; scripts/valgrind.sh
-//! runs this file under valgrind), and the handshake builders against the
+//! runs this file under valgrind), the codecs fed buffers that are re-chunked,
+//! swapped and mutated between calls, and the handshake builders against the
 //! HTTP parser.
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use tokio_util::codec::Decoder;
@@ -13,7 +14,9 @@ use wscodec::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
 use wscodec::handshake::{Accept, Reject, Request, Response};
 use wscodec::mask::apply_mask;
 use wscodec::utf8::Utf8Validator;
-use wscodec::{ClientRequest, Limits, Message, MessageCodec, ProtocolError, Role};
+use wscodec::{
+    ClientRequest, Error, FrameCodec, Limits, Message, MessageCodec, ProtocolError, Role,
+};
 
 const OPCODES: [OpCode; 6] = [
     OpCode::Continuation,
@@ -68,6 +71,302 @@ fn mostly_utf8() -> impl Strategy<Value = Vec<u8>> {
             bytes
         }),
         vec(any::<u8>(), 0..64),
+    ]
+}
+
+/// One frame a peer might send, breaking a rule now and then.
+#[derive(Debug, Clone)]
+struct ChaosFrame {
+    fin: bool,
+    rsv: u8,
+    /// The raw 4-bit opcode, reserved ones included.
+    opcode: u8,
+    /// Masked when the receiver is a client, unmasked when it is a server.
+    wrong_mask: bool,
+    payload: Vec<u8>,
+}
+
+/// What goes on the wire: a frame as it is, or a data message compressed with
+/// permessage-deflate (sent uncompressed without the feature) and cut into
+/// fragments of `fragment` bytes.
+#[derive(Debug, Clone)]
+enum ChaosItem {
+    Frame(ChaosFrame),
+    Compressed {
+        text: bool,
+        data: Vec<u8>,
+        fragment: usize,
+    },
+}
+
+/// What the caller does between and instead of `decode` calls.
+#[derive(Debug, Clone)]
+enum Step {
+    /// Appends the next n bytes of the wire to the buffer.
+    Feed(usize),
+    /// Decodes until `None` or an error.
+    Decode,
+    DecodeEof,
+    /// Swaps the buffer with a spare one (empty at first).
+    Swap,
+    /// Replaces the buffer with a copy of the wire from (start, length).
+    Replace(usize, usize),
+    /// Overwrites a byte of the buffer.
+    Mutate(usize, u8),
+    Truncate(usize),
+    Advance(usize),
+}
+
+fn chaos_item() -> impl Strategy<Value = ChaosItem> {
+    let frame = (
+        any::<bool>(),
+        prop_oneof![8 => Just(0u8), 1 => Just(4u8), 1 => 0u8..8],
+        prop_oneof![
+            3 => Just(1u8),
+            2 => Just(0u8),
+            2 => Just(2u8),
+            1 => Just(8u8),
+            1 => Just(9u8),
+            1 => Just(10u8),
+            1 => 0u8..16,
+        ],
+        proptest::bool::weighted(0.05),
+        mostly_utf8(),
+    )
+        .prop_map(|(fin, rsv, opcode, wrong_mask, payload)| {
+            ChaosItem::Frame(ChaosFrame {
+                fin,
+                rsv,
+                opcode,
+                wrong_mask,
+                payload,
+            })
+        });
+    let compressed =
+        (any::<bool>(), mostly_utf8(), 1usize..40).prop_map(|(text, data, fragment)| {
+            ChaosItem::Compressed {
+                text,
+                data,
+                fragment,
+            }
+        });
+    prop_oneof![3 => frame, 1 => compressed]
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        6 => (0usize..40).prop_map(Step::Feed),
+        1 => Just(Step::Feed(usize::MAX)),
+        6 => Just(Step::Decode),
+        1 => Just(Step::DecodeEof),
+        1 => Just(Step::Swap),
+        1 => (any::<usize>(), 0usize..60).prop_map(|(a, n)| Step::Replace(a, n)),
+        2 => (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Step::Mutate(i, b)),
+        1 => any::<usize>().prop_map(Step::Truncate),
+        1 => any::<usize>().prop_map(Step::Advance),
+    ]
+}
+
+/// A frame on the wire, written by hand (RFC 6455 §5.2) so that any opcode
+/// and RSV bits can be sent.
+fn write_raw_frame(
+    out: &mut Vec<u8>,
+    fin: bool,
+    rsv: u8,
+    opcode: u8,
+    key: Option<[u8; 4]>,
+    payload: &[u8],
+) {
+    out.push((u8::from(fin) << 7) | ((rsv & 7) << 4) | (opcode & 0xF));
+    let mask_bit = if key.is_some() { 0x80 } else { 0 };
+    match payload.len() {
+        n @ 0..=125 => out.push(mask_bit | n as u8),
+        n @ 126..=0xFFFF => {
+            out.push(mask_bit | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(mask_bit | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    if let Some(key) = key {
+        out.extend_from_slice(&key);
+    }
+    let start = out.len();
+    out.extend_from_slice(payload);
+    if let Some(key) = key {
+        apply_mask(&mut out[start..], key, 0);
+    }
+}
+
+#[cfg(feature = "deflate")]
+fn chaos_deflate_params() -> wscodec::deflate::DeflateParams {
+    wscodec::deflate::DeflateParams {
+        server_no_context_takeover: false,
+        client_no_context_takeover: false,
+        server_max_window_bits: None,
+        client_max_window_bits: None,
+        level: 6,
+        min_size: 0,
+    }
+}
+
+/// The frames (fin, rsv, opcode, payload) of `data` sent as one message of
+/// fragments of `fragment` bytes, compressed where the feature is on. The
+/// encoder is a server (no masks, so the bytes are the same every run); the
+/// receiver's window is the same either way.
+fn compressed_frames(text: bool, data: &[u8], fragment: usize) -> Vec<(bool, u8, u8, Vec<u8>)> {
+    use tokio_util::codec::Encoder;
+    let mut encoder = MessageCodec::new(Role::Server);
+    #[cfg(feature = "deflate")]
+    encoder.set_deflate(&chaos_deflate_params());
+    encoder.set_fragment_size(fragment);
+    let mut wire = BytesMut::new();
+    encoder
+        .encode(Message::binary(data.to_vec()), &mut wire)
+        .unwrap();
+    let mut frames = FrameCodec::new(Role::Client);
+    frames.set_allowed_rsv(0b100);
+    let mut out = Vec::new();
+    while let Some(f) = frames.decode(&mut wire).unwrap() {
+        // Sent as binary, labelled as text: text that may be anything.
+        let opcode = match f.opcode {
+            OpCode::Binary if text => 1,
+            op => op as u8,
+        };
+        out.push((f.fin, f.rsv, opcode, f.payload.to_vec()));
+    }
+    out
+}
+
+/// The wire as a peer of a receiver in `role` would send `items`, with a
+/// different masking key for every frame.
+fn chaos_wire(items: &[ChaosItem], role: Role) -> Vec<u8> {
+    let mut wire = Vec::new();
+    let mut n = 0u8;
+    let mut key = |wrong: bool| {
+        n = n.wrapping_add(1);
+        ((role == Role::Server) != wrong).then_some([n, 0x5a, 0xc3, n ^ 0x17])
+    };
+    for item in items {
+        match item {
+            ChaosItem::Frame(f) => {
+                let k = key(f.wrong_mask);
+                write_raw_frame(&mut wire, f.fin, f.rsv, f.opcode, k, &f.payload);
+            }
+            ChaosItem::Compressed {
+                text,
+                data,
+                fragment,
+            } => {
+                for (fin, rsv, opcode, payload) in compressed_frames(*text, data, *fragment) {
+                    write_raw_frame(&mut wire, fin, rsv, opcode, key(false), &payload);
+                }
+            }
+        }
+    }
+    wire
+}
+
+/// Plays `steps` against `codec` over `wire`, then feeds the rest and decodes
+/// to the end. Checks each item with `check`, and that once a call fails every
+/// later one fails too, with the same error (`Closed` after a `decode_eof`
+/// I/O error).
+fn play<D>(
+    codec: &mut D,
+    wire: &[u8],
+    steps: &[Step],
+    check: impl Fn(&D::Item) -> Result<(), TestCaseError>,
+) -> Result<(), TestCaseError>
+where
+    D: Decoder<Error = Error>,
+{
+    let mut buf = BytesMut::new();
+    let mut spare = BytesMut::new();
+    let mut pos = 0;
+    let mut first_error: Option<(String, bool)> = None;
+    let finish = [Step::Feed(usize::MAX), Step::Decode, Step::DecodeEof];
+    for step in steps.iter().chain(&finish) {
+        match *step {
+            Step::Feed(n) => {
+                let end = pos + n.min(wire.len() - pos);
+                buf.extend_from_slice(&wire[pos..end]);
+                pos = end;
+            }
+            Step::Decode | Step::DecodeEof => {
+                for _ in 0..1000 {
+                    let result = match step {
+                        Step::DecodeEof => codec.decode_eof(&mut buf),
+                        _ => codec.decode(&mut buf),
+                    };
+                    match (&first_error, result) {
+                        (Some((first, _)), Ok(item)) => {
+                            prop_assert!(
+                                false,
+                                "Ok({}) after {}",
+                                if item.is_some() { "Some" } else { "None" },
+                                first
+                            );
+                        }
+                        (None, Ok(Some(item))) => check(&item)?,
+                        (None, Ok(None)) => break,
+                        (None, Err(e)) => {
+                            let replayable = matches!(e, Error::Protocol(_) | Error::Capacity(_));
+                            first_error = Some((format!("{e:?}"), replayable));
+                            break;
+                        }
+                        (Some((first, replayable)), Err(e)) => {
+                            let expected = if *replayable { first } else { "Closed" };
+                            prop_assert_eq!(format!("{e:?}"), expected);
+                            break;
+                        }
+                    }
+                }
+            }
+            Step::Swap => std::mem::swap(&mut buf, &mut spare),
+            Step::Replace(start, len) => {
+                let start = start % (wire.len() + 1);
+                let end = start + len.min(wire.len() - start);
+                buf = BytesMut::from(&wire[start..end]);
+            }
+            Step::Mutate(i, byte) => {
+                if !buf.is_empty() {
+                    let i = i % buf.len();
+                    buf[i] = byte;
+                }
+            }
+            Step::Truncate(n) => buf.truncate(n % (buf.len() + 1)),
+            Step::Advance(n) => buf.advance(n % (buf.len() + 1)),
+        }
+    }
+    Ok(())
+}
+
+/// A text message (or a close reason) is UTF-8, read through `as_str` too.
+fn check_message(message: &Message, limits: &Limits) -> Result<(), TestCaseError> {
+    let text = match message {
+        Message::Text(t) => t,
+        Message::Close(Some(close)) => &close.reason,
+        Message::Binary(b) => {
+            prop_assert!(b.len() <= limits.max_message_size);
+            return Ok(());
+        }
+        _ => return Ok(()),
+    };
+    prop_assert!(text.len() <= limits.max_message_size);
+    let checked = std::str::from_utf8(text.as_bytes());
+    prop_assert!(checked.is_ok(), "text holds {:x?}", &text.as_bytes()[..]);
+    prop_assert_eq!(checked.unwrap(), text.as_str());
+    Ok(())
+}
+
+fn chaos_limits() -> impl Strategy<Value = Limits> {
+    prop_oneof![
+        Just(Limits::default()),
+        (1usize..200, 1usize..400).prop_map(|(frame, message)| Limits::default()
+            .max_frame_size(frame)
+            .max_message_size(message)),
     ]
 }
 
@@ -233,6 +532,34 @@ proptest! {
         prop_assert_eq!(t.to_string(), text.clone());
         prop_assert_eq!(format!("{t:?}"), format!("{text:?}"));
         prop_assert_eq!(t.chars().count(), text.chars().count());
+    }
+
+    #[test]
+    fn codecs_fed_chunked_swapped_and_mutated_buffers_stay_sound(
+        items in vec(chaos_item(), 0..8),
+        steps in vec(step(), 0..40),
+        limits in chaos_limits(),
+    ) {
+        // Issue #12: whatever the caller does to its buffer between calls,
+        // every text message is UTF-8, and an error is never followed by
+        // anything but the same error.
+        for role in [Role::Server, Role::Client] {
+            let wire = chaos_wire(&items, role);
+            let mut frames = FrameCodec::with_limits(role, &limits);
+            play(&mut frames, &wire, &steps, |f| {
+                prop_assert!(f.payload.len() <= limits.max_frame_size);
+                prop_assert!(!f.opcode.is_control() || (f.fin && f.payload.len() <= 125));
+                Ok(())
+            })?;
+            let mut messages = MessageCodec::with_limits(role, &limits);
+            play(&mut messages, &wire, &steps, |m| check_message(m, &limits))?;
+            #[cfg(feature = "deflate")]
+            {
+                let mut deflate = MessageCodec::with_limits(role, &limits);
+                deflate.set_deflate(&chaos_deflate_params());
+                play(&mut deflate, &wire, &steps, |m| check_message(m, &limits))?;
+            }
+        }
     }
 
     #[test]
