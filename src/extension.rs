@@ -7,9 +7,12 @@
 //! per message. permessage-deflate (RFC 7692, `deflate.rs`) is the one
 //! extension today; a second one is one more file and one more field here.
 
-use crate::codec::MessageCodec;
-use crate::config::Config;
-use crate::error::HandshakeError;
+use bytes::Bytes;
+
+use crate::config::{Config, Role};
+#[cfg(feature = "deflate")]
+use crate::deflate::Deflate;
+use crate::error::{Error, HandshakeError};
 
 /// The extensions a handshake agreed on, with their parameters.
 ///
@@ -98,13 +101,81 @@ impl Extensions {
         ))
     }
 
-    /// Sets up `codec` for what was agreed: the RSV bits each extension
-    /// claims and its per-message transform.
+    /// The per-message transform what was agreed runs, for `role`; `None`
+    /// when no agreed extension transforms messages.
     #[cfg_attr(not(feature = "deflate"), allow(unused_variables))]
-    pub(crate) fn apply(&self, codec: &mut MessageCodec) {
+    pub(crate) fn transform(&self, role: Role) -> Option<Transform> {
         #[cfg(feature = "deflate")]
         if let Some(params) = &self.deflate {
-            codec.set_deflate(params);
+            let is_server = role == Role::Server;
+            return Some(Transform::Deflate(Deflate::new(params, is_server)));
+        }
+        None
+    }
+}
+
+/// What the codec runs on each data message of a connection that agreed on a
+/// transforming extension: one arm per extension. With no extension compiled
+/// in it has no values, so every path that would use it is statically dead.
+#[derive(Debug)]
+pub(crate) enum Transform {
+    /// permessage-deflate (RFC 7692).
+    #[cfg(feature = "deflate")]
+    Deflate(Deflate),
+}
+
+impl Transform {
+    /// The RSV bits (§5.2) the extension claims: RSV1 for deflate.
+    pub(crate) fn rsv(&self) -> u8 {
+        match *self {
+            #[cfg(feature = "deflate")]
+            Transform::Deflate(_) => 0b100,
+        }
+    }
+
+    /// Whether a payload of `len` bytes is worth transforming.
+    pub(crate) fn wants(&self, len: usize) -> bool {
+        match self {
+            #[cfg(feature = "deflate")]
+            Transform::Deflate(d) => d.wants(len),
+            #[cfg(not(feature = "deflate"))]
+            _ => {
+                let _ = len;
+                match *self {}
+            }
+        }
+    }
+
+    /// The transformed payload of an outgoing message.
+    pub(crate) fn encode(&mut self, payload: &[u8]) -> Result<Bytes, Error> {
+        match self {
+            #[cfg(feature = "deflate")]
+            Transform::Deflate(d) => d.compress(payload),
+            #[cfg(not(feature = "deflate"))]
+            _ => {
+                let _ = payload;
+                match *self {}
+            }
+        }
+    }
+
+    /// Undoes the transform on one frame of an incoming message, appending to
+    /// `out`, which may grow to `limit` bytes and no further.
+    pub(crate) fn decode(
+        &mut self,
+        frame: &[u8],
+        fin: bool,
+        out: &mut Vec<u8>,
+        limit: usize,
+    ) -> Result<(), Error> {
+        match self {
+            #[cfg(feature = "deflate")]
+            Transform::Deflate(d) => d.decompress(frame, fin, out, limit),
+            #[cfg(not(feature = "deflate"))]
+            _ => {
+                let _ = (frame, fin, out, limit);
+                match *self {}
+            }
         }
     }
 }

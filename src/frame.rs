@@ -19,6 +19,8 @@
 //! +-------------------------------+-------------------------------+
 //! ```
 
+use bytes::Bytes;
+
 use crate::error::ProtocolError;
 
 /// The longest a frame header can be: 2 bytes, an 8-byte length and a 4-byte mask.
@@ -213,6 +215,31 @@ impl FrameHeader {
             offset += 4;
         }
         offset
+    }
+}
+
+/// One frame, with its payload unmasked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// FIN: the last frame of a message.
+    pub fin: bool,
+    /// RSV1..RSV3 as the low three bits; zero unless an extension uses them.
+    pub rsv: u8,
+    /// The opcode.
+    pub opcode: OpCode,
+    /// The (unmasked) payload.
+    pub payload: Bytes,
+}
+
+impl Frame {
+    /// A final frame (FIN set) with no RSV bits.
+    pub fn new(opcode: OpCode, payload: impl Into<Bytes>) -> Frame {
+        Frame {
+            fin: true,
+            rsv: 0,
+            opcode,
+            payload: payload.into(),
+        }
     }
 }
 

@@ -129,7 +129,7 @@ impl Core {
         extensions: &Extensions,
     ) -> Self {
         let mut codec = MessageCodec::with_limits(role, &config.limits);
-        extensions.apply(&mut codec);
+        codec.set_extensions(extensions);
         Core {
             deadlines: Deadlines::new(config.keepalive_interval, config.idle_timeout),
             codec,
@@ -377,7 +377,7 @@ impl Core {
             self.role,
             message,
             fragment_size,
-            self.codec.compressor(),
+            self.codec.transform(),
             &mut self.writes,
         )
     }

@@ -3,31 +3,15 @@
 #![allow(dead_code)]
 
 use tokio::io::{AsyncReadExt, DuplexStream};
-use wscodec::frame::{FrameHeader, OpCode};
-use wscodec::mask::apply_mask;
 use wscodec::{Config, Role, WebSocket};
+
+mod wire;
 
 /// One frame on the wire as a client sends it (masked) or a server (unmasked).
 /// `opcode` is the raw 4-bit value so tests can send reserved ones.
 pub(crate) fn raw_frame(from: Role, fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
     let mask = (from == Role::Client).then_some([0x12, 0x34, 0x56, 0x78]);
-    let header = FrameHeader {
-        fin,
-        rsv: 0,
-        opcode: OpCode::Binary,
-        mask,
-        payload_len: payload.len() as u64,
-    };
-    let mut head = [0u8; 14];
-    let n = header.write(&mut head);
-    head[0] = (head[0] & 0xF0) | opcode;
-    let mut out = head[..n].to_vec();
-    let start = out.len();
-    out.extend_from_slice(payload);
-    if let Some(key) = mask {
-        apply_mask(&mut out[start..], key, 0);
-    }
-    out
+    wire::wire_frame(fin, 0, opcode, mask, payload)
 }
 
 /// A client frame (masked).
