@@ -117,7 +117,7 @@ where
     let read = read_request(&mut io, &config.limits);
     let (request, rest) = match with_timeout(config.handshake_timeout, read).await {
         Ok(read) => read,
-        Err(Error::Handshake(e)) if e.status() >= 400 => {
+        Err(Error::Handshake(e)) if e.status().is_some() => {
             return refuse(io, &config, Reject::from_error(&e), e).await;
         }
         Err(e) => return Err(e),
@@ -144,7 +144,7 @@ where
 /// WebSocket stream, or a request body): pass both to [`accept_request`].
 ///
 /// The head is bounded by `limits` (`max_header_bytes`, `max_headers`); an
-/// error with a status of 400 or more ([`HandshakeError::status`]) deserves
+/// error with a status ([`HandshakeError::status`] is `Some`) deserves
 /// that response, e.g. via [`Reject::from_error`]. Apply your own timeout.
 ///
 /// ```no_run
@@ -221,7 +221,7 @@ where
 {
     let agreed = match agreed {
         Ok(agreed) => agreed,
-        Err(e) if e.status() >= 500 => return refuse(io, &config, Reject::new(500), e).await,
+        Err(e) if e.status() == Some(500) => return refuse(io, &config, Reject::new(500), e).await,
         Err(e) => return refuse(io, &config, Reject::from_error(&e), e).await,
     };
     let mut out = BytesMut::new();

@@ -23,6 +23,9 @@ pub enum Error {
     Capacity(CapacityError),
     /// The opening handshake failed.
     Handshake(HandshakeError),
+    /// The caller asked for something RFC 6455 does not allow us to send;
+    /// nothing was sent and the connection goes on. Never the peer's doing.
+    Usage(UsageError),
     /// Nothing more can be sent: we sent our Close frame, or the connection
     /// ended. Also what a pending flush fails with when the connection ended
     /// cleanly or failed with bytes of it still queued.
@@ -90,6 +93,7 @@ impl fmt::Display for Error {
             Error::Protocol(e) => write!(f, "protocol error: {e}"),
             Error::Capacity(e) => write!(f, "limit exceeded: {e}"),
             Error::Handshake(e) => write!(f, "handshake failed: {e}"),
+            Error::Usage(e) => write!(f, "not sendable: {e}"),
             Error::Closed => f.write_str("the WebSocket connection is closed"),
             Error::IdleTimeout => f.write_str("no frame arrived within the idle timeout"),
             Error::AbnormalClosure(e) => write!(f, "abnormal closure (1006): {e}"),
@@ -104,6 +108,7 @@ impl std::error::Error for Error {
             Error::Protocol(e) => Some(e),
             Error::Capacity(e) => Some(e),
             Error::Handshake(e) => Some(e),
+            Error::Usage(e) => Some(e),
             _ => None,
         }
     }
@@ -127,13 +132,20 @@ impl From<CapacityError> for Error {
     }
 }
 
+impl From<UsageError> for Error {
+    fn from(e: UsageError) -> Self {
+        Error::Usage(e)
+    }
+}
+
 impl From<HandshakeError> for Error {
     fn from(e: HandshakeError) -> Self {
         Error::Handshake(e)
     }
 }
 
-/// A violation of RFC 6455 by the peer (or, when encoding, by the caller).
+/// A violation of RFC 6455 by the peer. (What the caller may not send is a
+/// [`UsageError`].)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ProtocolError {
@@ -208,6 +220,37 @@ impl fmt::Display for ProtocolError {
 }
 
 impl std::error::Error for ProtocolError {}
+
+/// Something the caller asked to send that RFC 6455 forbids: refused before
+/// any byte is written, so the connection is unharmed. h2 keeps its
+/// `UserError` apart from peer errors the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UsageError {
+    /// A Ping, Pong or Close payload over 125 bytes (§5.5), counting a Close's
+    /// two code bytes.
+    ControlFrameTooLong,
+    /// A control frame with FIN clear (§5.5: control frames are never
+    /// fragmented).
+    FragmentedControlFrame,
+    /// A close code that may not be sent (§7.4.1: 1005, 1006 and 1015 are
+    /// only ever reported locally; 0-999 and 5000+ are not codes).
+    UnsendableCloseCode(u16),
+}
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UsageError::ControlFrameTooLong => {
+                f.write_str("control frame payload longer than 125 bytes")
+            }
+            UsageError::FragmentedControlFrame => f.write_str("control frame without FIN"),
+            UsageError::UnsendableCloseCode(c) => write!(f, "close code {c} may not be sent"),
+        }
+    }
+}
+
+impl std::error::Error for UsageError {}
 
 /// A configured limit was exceeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -285,23 +328,26 @@ pub enum HandshakeError {
 }
 
 impl HandshakeError {
-    /// The HTTP status of this failure: for a server, the status it answers with;
-    /// for a client, the status it received (0 where no response was involved).
-    pub fn status(&self) -> u16 {
+    /// The HTTP status of this failure: for a server, the status it answers
+    /// with (a request that is not valid HTTP gets 400); for a client, the
+    /// non-101 status it received. `None` where no status describes it: a
+    /// 101 that failed our checks, a timeout, a closed connection, a bad URI.
+    pub fn status(&self) -> Option<u16> {
         match self {
-            HandshakeError::Malformed(_) => 400,
-            HandshakeError::HeaderTooLarge | HandshakeError::TooManyHeaders => 431,
-            HandshakeError::MethodNotAllowed => 405,
-            HandshakeError::UnsupportedHttpVersion => 505,
-            HandshakeError::MissingOrInvalidHeader(_) => 400,
-            HandshakeError::UnsupportedVersion => 426,
-            HandshakeError::Rejected(status) => *status,
-            HandshakeError::SubprotocolNotOffered | HandshakeError::InvalidAnswer(_) => 500,
-            HandshakeError::UnexpectedStatus(status) => *status,
-            HandshakeError::InvalidAccept | HandshakeError::UnexpectedNegotiation(_) => 101,
-            HandshakeError::InvalidUri(_)
+            HandshakeError::Malformed(_) => Some(400),
+            HandshakeError::HeaderTooLarge | HandshakeError::TooManyHeaders => Some(431),
+            HandshakeError::MethodNotAllowed => Some(405),
+            HandshakeError::UnsupportedHttpVersion => Some(505),
+            HandshakeError::MissingOrInvalidHeader(_) => Some(400),
+            HandshakeError::UnsupportedVersion => Some(426),
+            HandshakeError::Rejected(status) => Some(*status),
+            HandshakeError::SubprotocolNotOffered | HandshakeError::InvalidAnswer(_) => Some(500),
+            HandshakeError::UnexpectedStatus(status) => Some(*status),
+            HandshakeError::InvalidAccept
+            | HandshakeError::UnexpectedNegotiation(_)
+            | HandshakeError::InvalidUri(_)
             | HandshakeError::ConnectionClosed
-            | HandshakeError::Timeout => 0,
+            | HandshakeError::Timeout => None,
         }
     }
 }

@@ -73,7 +73,7 @@ pub use accept::{accept, accept_request, accept_with, read_request};
 pub use codec::{Frame, FrameCodec, MessageCodec, PreparedMessage};
 pub use config::{Config, Limits, Role};
 pub use connect::{connect, connect_with};
-pub use error::{AbnormalClosure, CapacityError, Error, HandshakeError, ProtocolError};
+pub use error::{AbnormalClosure, CapacityError, Error, HandshakeError, ProtocolError, UsageError};
 pub use extension::Extensions;
 pub use frame::OpCode;
 /// Conversions to and from the `http` crate's types; also at

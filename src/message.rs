@@ -8,8 +8,6 @@ use std::ops::Deref;
 
 use bytes::Bytes;
 
-use crate::error::ProtocolError;
-
 /// `Bytes` that are known to hold valid UTF-8: the payload of a text message.
 ///
 /// Received text is validated once, as it arrives; reading it as `&str` afterwards
@@ -197,24 +195,6 @@ impl CloseFrame {
             reason: reason.into(),
         }
     }
-
-    /// Parses a received close payload (§5.5.1, §7.4): empty, or a sendable
-    /// 2-byte code followed by UTF-8.
-    pub(crate) fn parse(payload: Bytes) -> Result<Option<CloseFrame>, ProtocolError> {
-        match payload.len() {
-            0 => Ok(None),
-            1 => Err(ProtocolError::InvalidClosePayload),
-            _ => {
-                let code = CloseCode(u16::from_be_bytes([payload[0], payload[1]]));
-                if !code.is_sendable() {
-                    return Err(ProtocolError::InvalidCloseCode(code.0));
-                }
-                let reason = Utf8Bytes::try_from(payload.slice(2..))
-                    .map_err(|_| ProtocolError::InvalidUtf8)?;
-                Ok(Some(CloseFrame { code, reason }))
-            }
-        }
-    }
 }
 
 /// A WebSocket message.
@@ -353,40 +333,5 @@ mod tests {
         ] {
             assert!(!CloseCode(code).is_sendable(), "{code}");
         }
-    }
-
-    #[test]
-    fn parses_empty_close_payload_as_no_status() {
-        assert_eq!(CloseFrame::parse(Bytes::new()), Ok(None));
-    }
-
-    #[test]
-    fn rejects_one_byte_close_payload() {
-        assert_eq!(
-            CloseFrame::parse(Bytes::from_static(&[3])),
-            Err(ProtocolError::InvalidClosePayload)
-        );
-    }
-
-    #[test]
-    fn rejects_close_reason_that_is_not_utf8() {
-        assert_eq!(
-            CloseFrame::parse(Bytes::from_static(b"\x03\xe8\xff")),
-            Err(ProtocolError::InvalidUtf8)
-        );
-    }
-
-    #[test]
-    fn rejects_reserved_close_code() {
-        assert_eq!(
-            CloseFrame::parse(Bytes::from_static(b"\x03\xed")),
-            Err(ProtocolError::InvalidCloseCode(1005))
-        );
-    }
-
-    #[test]
-    fn parses_close_code_and_reason() {
-        let frame = CloseFrame::parse(Bytes::from_static(b"\x0f\xa0bye")).unwrap();
-        assert_eq!(frame, Some(CloseFrame::new(CloseCode(4000), "bye")));
     }
 }

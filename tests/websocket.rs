@@ -12,6 +12,7 @@ use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wscodec::{
     AbnormalClosure, CloseCode, CloseFrame, Config, Error, Limits, Message, ProtocolError,
+    UsageError,
 };
 
 #[tokio::test]
@@ -395,7 +396,7 @@ async fn close_with_unsendable_code_is_refused() {
         .unwrap_err();
     assert!(matches!(
         err,
-        Error::Protocol(ProtocolError::InvalidCloseCode(1006))
+        Error::Usage(UsageError::UnsendableCloseCode(1006))
     ));
     // The connection is still usable.
     ws.send(Message::text("fine")).await.unwrap();

@@ -39,7 +39,7 @@ pub(crate) async fn handle(mut tcp: TcpStream, peer: SocketAddr, server: Arc<Ser
     };
     let (request, rest) = match head {
         Ok(Ok(head)) => head,
-        Ok(Err(Error::Handshake(e))) if e.status() >= 400 => {
+        Ok(Err(Error::Handshake(e))) if e.status().is_some() => {
             return reject(tcp, Reject::from_error(&e)).await;
         }
         Ok(Err(_)) | Err(_) => return, // closed, or too slow to send a head

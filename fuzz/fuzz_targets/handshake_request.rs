@@ -228,7 +228,7 @@ fuzz_target!(|data: &[u8]| {
         Err(e) => {
             let mut out = BytesMut::new();
             Reject::from_error(&e).write_response(&mut out);
-            parses_with_status(&out, e.status());
+            parses_with_status(&out, e.status().expect("a request error has a status"));
             return;
         }
     };
@@ -240,7 +240,7 @@ fuzz_target!(|data: &[u8]| {
         Err(e) => {
             let mut out = BytesMut::new();
             Reject::from_error(&e).write_response(&mut out);
-            parses_with_status(&out, e.status());
+            parses_with_status(&out, e.status().expect("a request error has a status"));
             return;
         }
     };

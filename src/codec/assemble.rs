@@ -9,7 +9,7 @@ use super::frame_codec::FrameObserver;
 use crate::error::{CapacityError, Error, ProtocolError};
 use crate::extension::Transform;
 use crate::frame::{Frame, FrameHeader, OpCode};
-use crate::message::{CloseFrame, Message, Utf8Bytes};
+use crate::message::{CloseCode, CloseFrame, Message, Utf8Bytes};
 use crate::utf8::Utf8Validator;
 
 /// A data message whose fragments are still arriving.
@@ -61,6 +61,25 @@ fn inflate_frame(
     Ok(())
 }
 
+/// Parses a received close payload (§5.5.1, §7.4): empty, or a sendable
+/// 2-byte code followed by UTF-8. The decoder's job, so that `message` knows
+/// nothing of protocol errors.
+pub(super) fn parse_close(payload: Bytes) -> Result<Option<CloseFrame>, ProtocolError> {
+    match payload.len() {
+        0 => Ok(None),
+        1 => Err(ProtocolError::InvalidClosePayload),
+        _ => {
+            let code = CloseCode(u16::from_be_bytes([payload[0], payload[1]]));
+            if !code.is_sendable() {
+                return Err(ProtocolError::InvalidCloseCode(code.0));
+            }
+            let reason =
+                Utf8Bytes::try_from(payload.slice(2..)).map_err(|_| ProtocolError::InvalidUtf8)?;
+            Ok(Some(CloseFrame::new(code, reason)))
+        }
+    }
+}
+
 impl Assembler {
     pub(super) fn new(max_message_size: usize) -> Self {
         Assembler {
@@ -109,7 +128,7 @@ impl Assembler {
         match frame.opcode {
             OpCode::Ping => Ok(Some(Message::Ping(frame.payload))),
             OpCode::Pong => Ok(Some(Message::Pong(frame.payload))),
-            OpCode::Close => Ok(Some(Message::Close(CloseFrame::parse(frame.payload)?))),
+            OpCode::Close => Ok(Some(Message::Close(parse_close(frame.payload)?))),
             OpCode::Text | OpCode::Binary if self.compressed => {
                 let is_text = frame.opcode == OpCode::Text;
                 let mut out = Vec::new();

@@ -6,7 +6,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::config::Role;
-use crate::error::{Error, ProtocolError};
+use crate::error::{Error, UsageError};
 use crate::extension::Transform;
 use crate::frame::{FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
 use crate::mask::apply_mask;
@@ -136,7 +136,7 @@ pub(crate) fn encode_message(
         Message::Binary(b) => (OpCode::Binary, b),
         Message::Ping(b) | Message::Pong(b) => {
             if b.len() > MAX_CONTROL_PAYLOAD {
-                return Err(ProtocolError::ControlFrameTooLong.into());
+                return Err(UsageError::ControlFrameTooLong.into());
             }
             let opcode = if matches!(message, Message::Ping(_)) {
                 OpCode::Ping
@@ -152,10 +152,10 @@ pub(crate) fn encode_message(
         }
         Message::Close(Some(close)) => {
             if 2 + close.reason.len() > MAX_CONTROL_PAYLOAD {
-                return Err(ProtocolError::ControlFrameTooLong.into());
+                return Err(UsageError::ControlFrameTooLong.into());
             }
             if !close.code.is_sendable() {
-                return Err(ProtocolError::InvalidCloseCode(close.code.0).into());
+                return Err(UsageError::UnsendableCloseCode(close.code.0).into());
             }
             let code = close.code.0.to_be_bytes();
             encode_frame_parts(

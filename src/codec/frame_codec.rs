@@ -9,7 +9,7 @@ use tokio_util::codec::{Decoder, Encoder};
 
 use super::encode::encode_frame;
 use crate::config::{Limits, Role};
-use crate::error::{CapacityError, Error, ProtocolError};
+use crate::error::{CapacityError, Error, ProtocolError, UsageError};
 use crate::frame::{Frame, FrameHeader, MAX_CONTROL_PAYLOAD};
 use crate::mask::apply_mask;
 
@@ -305,8 +305,13 @@ impl Encoder<Frame> for FrameCodec {
     type Error = Error;
 
     fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> Result<(), Error> {
-        if frame.opcode.is_control() && (!frame.fin || frame.payload.len() > MAX_CONTROL_PAYLOAD) {
-            return Err(ProtocolError::ControlFrameTooLong.into());
+        if frame.opcode.is_control() {
+            if !frame.fin {
+                return Err(UsageError::FragmentedControlFrame.into());
+            }
+            if frame.payload.len() > MAX_CONTROL_PAYLOAD {
+                return Err(UsageError::ControlFrameTooLong.into());
+            }
         }
         encode_frame(
             self.role,

@@ -4,7 +4,7 @@ use bytes::BytesMut;
 use tokio_util::codec::{Decoder, Encoder};
 
 use super::assemble::Assembler;
-use super::encode::encode_message;
+use super::encode::{encode_message, FrameSink};
 use super::frame_codec::{bytes_remaining, FrameCodec};
 use crate::config::{Limits, Role};
 use crate::error::Error;
@@ -70,11 +70,6 @@ impl MessageCodec {
         self.set_extensions(&extensions);
     }
 
-    /// The per-message transform, for encoders outside this type.
-    pub(crate) fn transform(&mut self) -> Option<&mut Transform> {
-        self.assembler.transform.as_mut()
-    }
-
     /// Sends data messages longer than `bytes` as several frames of at most
     /// `bytes` payload each. Default: one frame per message.
     pub fn set_fragment_size(&mut self, bytes: usize) {
@@ -134,24 +129,15 @@ impl MessageCodec {
     }
 }
 
-impl Encoder<Message> for MessageCodec {
-    type Error = Error;
-
-    fn encode(&mut self, message: Message, dst: &mut BytesMut) -> Result<(), Error> {
-        encode_message(
-            self.frames.role,
-            &message,
-            self.fragment_size,
-            self.assembler.transform.as_mut(),
-            dst,
-        )
-    }
-}
-
-impl Encoder<&Message> for MessageCodec {
-    type Error = Error;
-
-    fn encode(&mut self, message: &Message, dst: &mut BytesMut) -> Result<(), Error> {
+impl MessageCodec {
+    /// Encodes `message` into `dst` as this codec's `Encoder` does: its role,
+    /// its fragment size, its extensions' transform. The one body behind both
+    /// `Encoder` impls and the connection's write queue.
+    pub(crate) fn encode_into(
+        &mut self,
+        message: &Message,
+        dst: &mut impl FrameSink,
+    ) -> Result<(), Error> {
         encode_message(
             self.frames.role,
             message,
@@ -159,5 +145,21 @@ impl Encoder<&Message> for MessageCodec {
             self.assembler.transform.as_mut(),
             dst,
         )
+    }
+}
+
+impl Encoder<Message> for MessageCodec {
+    type Error = Error;
+
+    fn encode(&mut self, message: Message, dst: &mut BytesMut) -> Result<(), Error> {
+        self.encode_into(&message, dst)
+    }
+}
+
+impl Encoder<&Message> for MessageCodec {
+    type Error = Error;
+
+    fn encode(&mut self, message: &Message, dst: &mut BytesMut) -> Result<(), Error> {
+        self.encode_into(message, dst)
     }
 }

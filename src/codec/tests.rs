@@ -1,12 +1,13 @@
 use bytes::{Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
+use super::assemble::parse_close;
 use super::frame_codec::FrameObserver;
 use super::*;
 use crate::config::{Limits, Role};
-use crate::error::{CapacityError, Error, ProtocolError};
+use crate::error::{CapacityError, Error, ProtocolError, UsageError};
 use crate::frame::{FrameHeader, OpCode};
-use crate::message::{CloseCode, Message};
+use crate::message::{CloseCode, CloseFrame, Message};
 
 #[path = "../../tests/common/wire.rs"]
 mod wire_frame;
@@ -297,10 +298,7 @@ fn refuses_to_encode_oversized_control_frames() {
     let err = enc
         .encode(Message::Ping(vec![0; 126].into()), &mut buf)
         .unwrap_err();
-    assert!(matches!(
-        err,
-        Error::Protocol(ProtocolError::ControlFrameTooLong)
-    ));
+    assert!(matches!(err, Error::Usage(UsageError::ControlFrameTooLong)));
     let long_reason = "x".repeat(124);
     assert!(enc
         .encode(Message::close(CloseCode::NORMAL, long_reason), &mut buf)
@@ -608,4 +606,70 @@ fn payload_is_split_off_the_read_buffer_without_copying() {
         .unwrap()
         .unwrap();
     assert!(region.contains(&(frame.payload.as_ptr() as usize)));
+}
+
+#[test]
+fn parses_empty_close_payload_as_no_status() {
+    assert_eq!(parse_close(Bytes::new()), Ok(None));
+}
+
+#[test]
+fn rejects_one_byte_close_payload() {
+    assert_eq!(
+        parse_close(Bytes::from_static(&[3])),
+        Err(ProtocolError::InvalidClosePayload)
+    );
+}
+
+#[test]
+fn rejects_close_reason_that_is_not_utf8() {
+    assert_eq!(
+        parse_close(Bytes::from_static(b"\x03\xe8\xff")),
+        Err(ProtocolError::InvalidUtf8)
+    );
+}
+
+#[test]
+fn rejects_reserved_close_code() {
+    assert_eq!(
+        parse_close(Bytes::from_static(b"\x03\xed")),
+        Err(ProtocolError::InvalidCloseCode(1005))
+    );
+}
+
+#[test]
+fn parses_close_code_and_reason() {
+    let frame = parse_close(Bytes::from_static(b"\x0f\xa0bye")).unwrap();
+    assert_eq!(frame, Some(CloseFrame::new(CloseCode(4000), "bye")));
+}
+
+/// Issue 13: what the caller may not send is a `UsageError`, told apart from
+/// the peer's violations, and it names no close code: nothing went wrong on
+/// the wire.
+#[test]
+fn encoding_what_may_not_be_sent_is_a_usage_error_with_no_close_code() {
+    let mut frames = FrameCodec::new(Role::Client);
+    let mut buf = BytesMut::new();
+    let mut ping = Frame::new(OpCode::Ping, &b"x"[..]);
+    ping.fin = false;
+    let err = frames.encode(ping, &mut buf).unwrap_err();
+    assert!(
+        matches!(err, Error::Usage(UsageError::FragmentedControlFrame)),
+        "{err:?}"
+    );
+    let long = Frame::new(OpCode::Pong, vec![0u8; 126]);
+    let err = frames.encode(long, &mut buf).unwrap_err();
+    assert!(
+        matches!(err, Error::Usage(UsageError::ControlFrameTooLong)),
+        "{err:?}"
+    );
+    let mut messages = MessageCodec::new(Role::Server);
+    let close = Message::Close(Some(CloseFrame::new(CloseCode(1015), "")));
+    let err = messages.encode(close, &mut buf).unwrap_err();
+    assert!(
+        matches!(err, Error::Usage(UsageError::UnsendableCloseCode(1015))),
+        "{err:?}"
+    );
+    assert_eq!(err.close_code(), None);
+    assert!(buf.is_empty(), "nothing refused was written");
 }

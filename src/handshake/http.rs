@@ -252,9 +252,9 @@ mod tests {
         request
             .headers_mut()
             .insert("sec-websocket-version", HeaderValue::from_static("7"));
-        assert_eq!(upgrade_response(&request).unwrap_err().status(), 426);
+        assert_eq!(upgrade_response(&request).unwrap_err().status(), Some(426));
         *request.method_mut() = Method::POST;
-        assert_eq!(upgrade_response(&request).unwrap_err().status(), 405);
+        assert_eq!(upgrade_response(&request).unwrap_err().status(), Some(405));
     }
 
     #[test]
@@ -404,13 +404,13 @@ mod tests {
             &Config::default(),
         )
         .unwrap_err();
-        assert_eq!(err.status(), 500);
+        assert_eq!(err.status(), Some(500));
         let err = Agreed::negotiate(
             &view,
             Accept::new().header("X", "a\r\nb"),
             &Config::default(),
         )
         .unwrap_err();
-        assert_eq!(err.status(), 500);
+        assert_eq!(err.status(), Some(500));
     }
 }

@@ -360,7 +360,7 @@ impl Reject {
     /// The response for a handshake that failed with `error`: its status, its
     /// message as the body, and `Sec-WebSocket-Version: 13` for a 426 (§4.4).
     pub fn from_error(error: &HandshakeError) -> Self {
-        let reject = Reject::new(error.status()).body(error.to_string());
+        let reject = Reject::new(error.status().unwrap_or(500)).body(error.to_string());
         match error {
             HandshakeError::UnsupportedVersion => reject.header("Sec-WebSocket-Version", "13"),
             HandshakeError::MethodNotAllowed => reject.header("Allow", "GET"),

@@ -18,7 +18,7 @@ use tokio_util::codec::Decoder;
 
 use super::timers::{Deadlines, Due};
 use super::write_queue::{WriteQueue, SHRINK_ABOVE};
-use crate::codec::{encode_message, MessageCodec, PreparedMessage};
+use crate::codec::{MessageCodec, PreparedMessage};
 use crate::config::{Config, Role};
 use crate::error::{AbnormalClosure, Error};
 use crate::extension::Extensions;
@@ -130,6 +130,10 @@ impl Core {
     ) -> Self {
         let mut codec = MessageCodec::with_limits(role, &config.limits);
         codec.set_extensions(extensions);
+        // The codec holds the fragment size; the config only sets it.
+        if let Some(bytes) = config.fragment_size {
+            codec.set_fragment_size(bytes);
+        }
         Core {
             deadlines: Deadlines::new(config.keepalive_interval, config.idle_timeout),
             codec,
@@ -372,14 +376,7 @@ impl Core {
     }
 
     fn queue(&mut self, message: &Message) -> Result<(), Error> {
-        let fragment_size = self.config.fragment_size.unwrap_or(usize::MAX);
-        encode_message(
-            self.role,
-            message,
-            fragment_size,
-            self.codec.transform(),
-            &mut self.writes,
-        )
+        self.codec.encode_into(message, &mut self.writes)
     }
 
     /// Queues a frame we generate ourselves, which is always sendable (a
