@@ -31,14 +31,20 @@
 //! ## Layers
 //!
 //! ```text
-//!  bytes ─▶ frame   parse/write headers (§5.2)         pure, no allocation
-//!           mask    XOR payloads in place (§5.3)       pure
-//!           utf8    incremental validator (§8.1)       pure
-//!        ─▶ codec   FrameCodec, MessageCodec: tokio-util Decoder + Encoder;
-//!                   roles, limits, fragments, UTF-8    sans-IO
-//!           handshake  parse/validate/answer HTTP (§4)  sans-IO + accept/connect
-//!        ─▶ WebSocket<T>  pings, closing handshake, timeouts, backpressure, split
+//!  bytes ─▶ frame      parse/write headers (§5.2), Frame      pure, no allocation
+//!           mask       XOR payloads in place (§5.3)          pure
+//!           utf8       incremental validator (§8.1)          pure
+//!        ─▶ codec/     FrameCodec, MessageCodec: tokio-util Decoder + Encoder;
+//!                      roles, limits, fragments, UTF-8       sans-IO
+//!           extension  what was negotiated, RSV bits, the per-message transform
+//!           deflate/   permessage-deflate (feature)          sans-IO
+//!           handshake/ parse/validate/answer HTTP (§4)       sans-IO
+//!        ─▶ websocket/ WebSocket<T>: pings, closing, timeouts, backpressure, split
+//!           accept, connect  the handshake over a transport, then a WebSocket
 //! ```
+//!
+//! `ARCHITECTURE.md` in the repository maps the modules, one message's path
+//! and where new things go.
 //!
 //! Use the codecs with [`tokio_util::codec::Framed`] when you want frames or
 //! messages and will handle pings and closing yourself; use [`WebSocket`] for the
