@@ -8,7 +8,7 @@
 //! [`WebSocket`](crate::WebSocket) does that on top of these codecs.
 //!
 //! Decoding is zero-copy: a frame that is whole in the read buffer is unmasked in
-//! place and split off as [`Bytes`]. Text is checked as it arrives, before its
+//! place and split off as [`Bytes`](bytes::Bytes). Text is checked as it arrives, before its
 //! frame is complete, so invalid UTF-8 in a long frame fails the connection at the
 //! first impossible byte: [`MessageCodec`] takes the bytes of such a frame out of
 //! the read buffer into its own as they arrive (without copying them while the
