@@ -53,38 +53,6 @@ fn assert_numbered(payload: &[u8], seq: usize, len: usize) {
     }
 }
 
-/// Reads one frame from a raw peer's end: (fin, opcode, unmasked payload).
-async fn read_frame<R: AsyncRead + Unpin>(io: &mut R) -> Option<(bool, u8, Vec<u8>)> {
-    let mut head = [0u8; 2];
-    io.read_exact(&mut head).await.ok()?;
-    let len = match head[1] & 0x7F {
-        126 => {
-            let mut b = [0u8; 2];
-            io.read_exact(&mut b).await.ok()?;
-            u64::from(u16::from_be_bytes(b))
-        }
-        127 => {
-            let mut b = [0u8; 8];
-            io.read_exact(&mut b).await.ok()?;
-            u64::from_be_bytes(b)
-        }
-        n => u64::from(n),
-    };
-    let mask = if head[1] & 0x80 != 0 {
-        let mut key = [0u8; 4];
-        io.read_exact(&mut key).await.ok()?;
-        Some(key)
-    } else {
-        None
-    };
-    let mut payload = vec![0u8; len as usize];
-    io.read_exact(&mut payload).await.ok()?;
-    if let Some(key) = mask {
-        wscodec::mask::apply_mask(&mut payload, key, 0);
-    }
-    Some((head[0] & 0x80 != 0, head[0] & 0x0F, payload))
-}
-
 /// Everything a stream yields until it ends (`None`), with a watchdog.
 async fn drain<S>(stream: &mut S, what: &str) -> Vec<Result<Message, Error>>
 where

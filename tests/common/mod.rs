@@ -2,7 +2,7 @@
 //! them, and connected pairs.
 #![allow(dead_code)]
 
-use tokio::io::{AsyncReadExt, DuplexStream};
+use tokio::io::{AsyncRead, AsyncReadExt, DuplexStream};
 use wscodec::{Config, Role, WebSocket};
 
 mod wire;
@@ -19,9 +19,22 @@ pub(crate) fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
     raw_frame(Role::Client, fin, opcode, payload)
 }
 
+/// Reads one frame from a raw peer's end of any transport: (fin, opcode,
+/// payload, unmasked if it was masked).
+pub(crate) async fn read_frame<R: AsyncRead + Unpin>(io: &mut R) -> Option<(bool, u8, Vec<u8>)> {
+    let (fin, opcode, payload, _) = read_frame_masked(io).await?;
+    Some((fin, opcode, payload))
+}
+
 /// Reads one unmasked frame (as a server sends it) from `io`:
 /// (fin, opcode, payload).
 pub(crate) async fn read_server_frame(io: &mut DuplexStream) -> Option<(bool, u8, Vec<u8>)> {
+    let (fin, opcode, payload, masked) = read_frame_masked(io).await?;
+    assert!(!masked, "a server must not mask");
+    Some((fin, opcode, payload))
+}
+
+async fn read_frame_masked<R: AsyncRead + Unpin>(io: &mut R) -> Option<(bool, u8, Vec<u8>, bool)> {
     let mut head = [0u8; 2];
     io.read_exact(&mut head).await.ok()?;
     let len = match head[1] & 0x7F {
@@ -37,10 +50,18 @@ pub(crate) async fn read_server_frame(io: &mut DuplexStream) -> Option<(bool, u8
         }
         n => u64::from(n),
     };
-    assert_eq!(head[1] & 0x80, 0, "a server must not mask");
+    let mut key = None;
+    if head[1] & 0x80 != 0 {
+        let mut k = [0u8; 4];
+        io.read_exact(&mut k).await.ok()?;
+        key = Some(k);
+    }
     let mut payload = vec![0u8; len as usize];
     io.read_exact(&mut payload).await.ok()?;
-    Some((head[0] & 0x80 != 0, head[0] & 0x0F, payload))
+    if let Some(key) = key {
+        wscodec::mask::apply_mask(&mut payload, key, 0);
+    }
+    Some((head[0] & 0x80 != 0, head[0] & 0x0F, payload, key.is_some()))
 }
 
 /// A server `WebSocket` and the raw client end of its transport.
