@@ -6,10 +6,14 @@
 //! swapped and mutated between calls, and the handshake builders against the
 //! HTTP parser.
 
+#[path = "common/wire.rs"]
+mod wire;
+
 use bytes::{Buf, BytesMut};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use tokio_util::codec::Decoder;
+use wire::wire_frame;
 use wscodec::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
 use wscodec::handshake::{Accept, Reject, Request, Response};
 use wscodec::mask::apply_mask;
@@ -167,39 +171,6 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-/// A frame on the wire, written by hand (RFC 6455 §5.2) so that any opcode
-/// and RSV bits can be sent.
-fn write_raw_frame(
-    out: &mut Vec<u8>,
-    fin: bool,
-    rsv: u8,
-    opcode: u8,
-    key: Option<[u8; 4]>,
-    payload: &[u8],
-) {
-    out.push((u8::from(fin) << 7) | ((rsv & 7) << 4) | (opcode & 0xF));
-    let mask_bit = if key.is_some() { 0x80 } else { 0 };
-    match payload.len() {
-        n @ 0..=125 => out.push(mask_bit | n as u8),
-        n @ 126..=0xFFFF => {
-            out.push(mask_bit | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(mask_bit | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    if let Some(key) = key {
-        out.extend_from_slice(&key);
-    }
-    let start = out.len();
-    out.extend_from_slice(payload);
-    if let Some(key) = key {
-        apply_mask(&mut out[start..], key, 0);
-    }
-}
-
 #[cfg(feature = "deflate")]
 fn chaos_deflate_params() -> wscodec::deflate::DeflateParams {
     wscodec::deflate::DeflateParams {
@@ -253,7 +224,7 @@ fn chaos_wire(items: &[ChaosItem], role: Role) -> Vec<u8> {
         match item {
             ChaosItem::Frame(f) => {
                 let k = key(f.wrong_mask);
-                write_raw_frame(&mut wire, f.fin, f.rsv, f.opcode, k, &f.payload);
+                wire.extend(wire_frame(f.fin, f.rsv, f.opcode, k, &f.payload));
             }
             ChaosItem::Compressed {
                 text,
@@ -261,7 +232,7 @@ fn chaos_wire(items: &[ChaosItem], role: Role) -> Vec<u8> {
                 fragment,
             } => {
                 for (fin, rsv, opcode, payload) in compressed_frames(*text, data, *fragment) {
-                    write_raw_frame(&mut wire, fin, rsv, opcode, key(false), &payload);
+                    wire.extend(wire_frame(fin, rsv, opcode, key(false), &payload));
                 }
             }
         }
