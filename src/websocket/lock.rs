@@ -218,6 +218,9 @@ mod loom_model {
             woken.store(false, Ordering::SeqCst);
             if let Poll::Ready(mut guard) = lock.poll_lock(who, &mut Context::from_waker(&waker)) {
                 *guard += 1;
+                // A poll takes time: let the other thread run while we hold
+                // the lock (loom switches threads only at such points).
+                thread::yield_now();
                 return;
             }
             // Pending: only a wake-up lets a task be polled again.
@@ -247,7 +250,11 @@ mod loom_model {
             let lock = Arc::new(WakeLock::new(0usize));
             let holder = {
                 let lock = lock.clone();
-                thread::spawn(move || *lock.lock() += 1)
+                thread::spawn(move || {
+                    let mut guard = lock.lock();
+                    *guard += 1;
+                    thread::yield_now();
+                })
             };
             acquire_like_a_task(&lock, 1);
             holder.join().unwrap();
