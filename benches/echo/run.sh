@@ -5,7 +5,9 @@
 # limit). Server on one core, load generator on the other; servers interleaved
 # within each repetition; medians and ratios printed as a table. Then memory per
 # idle connection: N connections after the handshake and one message each,
-# server RSS growth divided by N.
+# server RSS growth divided by N. The load generator (load.rs) polls rather than
+# sleeps, so its core shows 100% busy whatever the load; it does not wait on its
+# own wake-ups, which set the single-connection rates when it did.
 #
 #   benches/echo/run.sh                  # full matrix, 3 repetitions, 10 000 idle connections
 #   REPS=1 SECONDS_PER_RUN=1 benches/echo/run.sh
