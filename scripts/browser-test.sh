@@ -7,7 +7,10 @@
 # A third (deflate.test.mjs) opens a WebSocket from Chromium to examples/echo,
 # built with --features deflate, through a byte-counting proxy: it must
 # negotiate permessage-deflate, and large messages must be small on the wire
-# both ways. Screenshots and the server's log land in target/browser/.
+# both ways. A fourth (axum.test.mjs) chats in the page of examples/axum_chat,
+# served by axum through wscodec::axum: messages go both ways, and the browser
+# negotiated permessage-deflate with the extractor. Screenshots and the
+# server's log land in target/browser/.
 #
 #   bash scripts/browser-test.sh
 #
@@ -43,10 +46,11 @@ if [[ ! -d tests/browser/node_modules/playwright-core ||
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-# One build for both: deflate adds nothing to broadcast (it never sets
-# Config::deflate) and makes echo accept permessage-deflate.
-echo "== cargo build --release --features deflate --example broadcast --example echo"
-${CARGO_CMD:-cargo} build --release --features deflate --example broadcast --example echo
+# One build for all: deflate adds nothing to broadcast (it never sets
+# Config::deflate) and makes echo accept permessage-deflate; axum_chat needs
+# both features.
+echo "== cargo build --release --features axum,deflate --example broadcast --example echo --example axum_chat"
+${CARGO_CMD:-cargo} build --release --features axum,deflate --example broadcast --example echo --example axum_chat
 
 log=$out/server.log
 target/release/examples/broadcast 127.0.0.1:0 >"$log" 2>&1 &
@@ -76,13 +80,14 @@ for _ in $(seq 100); do
 done
 [[ -n $url ]] || { echo "browser-test: no URL from the server" >&2; exit 1; }
 
-echo "== node --test tests/browser/chat.test.mjs (against $url) deflate.test.mjs"
+echo "== node --test tests/browser/chat.test.mjs (against $url) deflate.test.mjs axum.test.mjs"
 (
   cd tests/browser
   BROADCAST_URL=$url BROADCAST_BIN=$root/target/release/examples/broadcast \
     ECHO_BIN=$root/target/release/examples/echo \
+    AXUM_CHAT_BIN=$root/target/release/examples/axum_chat \
     SCREENSHOT_DIR=$out CHROMIUM=$(command -v chromium) \
-    timeout 180 node --test --test-reporter=spec chat.test.mjs deflate.test.mjs
+    timeout 180 node --test --test-reporter=spec chat.test.mjs deflate.test.mjs axum.test.mjs
 )
 
 echo "== the server shuts down cleanly on SIGINT"
@@ -94,4 +99,4 @@ if [[ $status -ne 0 ]]; then
   echo "browser-test: the server exited with status $status after SIGINT" >&2
   exit 1
 fi
-echo "browser tests passed (chat, permessage-deflate); screenshots: $out/chat.png, $out/chat-alice.png"
+echo "browser tests passed (chat, permessage-deflate, axum); screenshots: $out/chat.png, $out/chat-alice.png, $out/axum-chat.png"

@@ -38,6 +38,12 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// The most header lines in a handshake; more gets 431. Default 64.
     pub max_headers: usize,
+    /// Client: the most bytes of a refused handshake's response body (a 401's
+    /// JSON, a 302's page) kept in
+    /// [`HandshakeError::UnexpectedStatus`](crate::HandshakeError::UnexpectedStatus);
+    /// the rest is not read. Never allocated from what the server declares.
+    /// Default 64 KiB.
+    pub max_response_body: usize,
 }
 
 impl Default for Limits {
@@ -47,6 +53,7 @@ impl Default for Limits {
             max_message_size: 64 << 20,
             max_header_bytes: 16 << 10,
             max_headers: 64,
+            max_response_body: 64 << 10,
         }
     }
 }
@@ -73,6 +80,12 @@ impl Limits {
     /// Sets [`Limits::max_headers`].
     pub fn max_headers(mut self, count: usize) -> Self {
         self.max_headers = count;
+        self
+    }
+
+    /// Sets [`Limits::max_response_body`].
+    pub fn max_response_body(mut self, bytes: usize) -> Self {
+        self.max_response_body = bytes;
         self
     }
 }
@@ -116,6 +129,17 @@ pub struct Config {
     /// Fail the connection with [`Error::IdleTimeout`](crate::Error::IdleTimeout)
     /// (and close code 1001) after this long without receiving anything. Default off.
     pub idle_timeout: Option<Duration>,
+    /// Answer every Ping with a Pong by ourselves (RFC 6455 §5.5.2). Default
+    /// on. Pings reach the stream either way.
+    ///
+    /// Off, no Pong is queued: the application answers with
+    /// `Message::Pong(payload)` through the `Sink`, when and how it likes
+    /// (measuring latency, answering only some pings). §5.5.2's "MUST send a
+    /// Pong" is then the application's to keep, and its Pongs count against
+    /// [`Config::write_buffer_limit`] like any message it sends. A peer that
+    /// pings without reading can then only fill the socket, not our memory:
+    /// the application's Pongs wait in `poll_ready` like its other messages.
+    pub auto_pong: bool,
 }
 
 impl Default for Config {
@@ -130,6 +154,7 @@ impl Default for Config {
             deflate: None,
             fragment_size: None,
             idle_timeout: None,
+            auto_pong: true,
         }
     }
 }
@@ -181,6 +206,19 @@ impl Config {
     /// Sets [`Config::idle_timeout`].
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.idle_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Config::auto_pong`].
+    ///
+    /// ```
+    /// use wscodec::Config;
+    /// // This application answers pings itself.
+    /// let config = Config::default().auto_pong(false);
+    /// assert!(!config.auto_pong);
+    /// ```
+    pub fn auto_pong(mut self, on: bool) -> Self {
+        self.auto_pong = on;
         self
     }
 }

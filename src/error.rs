@@ -37,6 +37,8 @@ pub enum Error {
     /// never sent on the wire. The stream yields it as its last item, and a
     /// pending `flush` or `close` whose bytes were dropped fails with it.
     AbnormalClosure(AbnormalClosure),
+    /// A proxy did not give us a tunnel to the server.
+    Proxy(crate::proxy::ProxyError),
 }
 
 /// How a connection ended without a closing handshake; see
@@ -97,6 +99,7 @@ impl fmt::Display for Error {
             Error::Closed => f.write_str("the WebSocket connection is closed"),
             Error::IdleTimeout => f.write_str("no frame arrived within the idle timeout"),
             Error::AbnormalClosure(e) => write!(f, "abnormal closure (1006): {e}"),
+            Error::Proxy(e) => write!(f, "proxy: {e}"),
         }
     }
 }
@@ -109,8 +112,15 @@ impl std::error::Error for Error {
             Error::Capacity(e) => Some(e),
             Error::Handshake(e) => Some(e),
             Error::Usage(e) => Some(e),
+            Error::Proxy(e) => Some(e),
             _ => None,
         }
+    }
+}
+
+impl From<crate::proxy::ProxyError> for Error {
+    fn from(e: crate::proxy::ProxyError) -> Self {
+        Error::Proxy(e)
     }
 }
 
@@ -313,8 +323,43 @@ pub enum HandshakeError {
     /// token, a header that is not valid HTTP): a mistake of the caller's,
     /// answered with 500.
     InvalidAnswer(&'static str),
-    /// The server answered with a status other than 101.
-    UnexpectedStatus(u16),
+    /// The server answered with a status other than 101. The response is kept:
+    /// status, headers (`WWW-Authenticate`, `Location`, ...) and the first
+    /// [`Limits::max_response_body`](crate::Limits::max_response_body) bytes of
+    /// its body ([`Response::body`](crate::handshake::Response::body)).
+    ///
+    /// ```
+    /// # fn show(err: wscodec::HandshakeError) {
+    /// if let wscodec::HandshakeError::UnexpectedStatus(response) = &err {
+    ///     if response.status() == 401 {
+    ///         let challenge = response.headers().get("www-authenticate");
+    ///         let body = String::from_utf8_lossy(response.body());
+    ///         eprintln!("refused: {challenge:?} {body}");
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    UnexpectedStatus(Box<crate::handshake::Response>),
+    /// A `wss://` URI over a transport not marked secure
+    /// ([`ClientRequest::secure_transport`](crate::ClientRequest::secure_transport)):
+    /// `connect` and `connect_with` do no TLS themselves, and refuse to send a
+    /// `wss://` request in plaintext.
+    TlsRequired,
+    /// A `wss://` URI given to [`connect_url`](crate::connect_url) or a
+    /// `client::Connector` in a build without the `rustls` feature.
+    TlsUnavailable,
+    /// More redirects than the connector follows
+    /// (`client::Connector::max_redirects`): `hops` were followed, and `last`
+    /// is the redirect that would have been one too many.
+    TooManyRedirects {
+        /// How many redirects were followed before giving up.
+        hops: usize,
+        /// The last redirect response received.
+        last: Box<crate::handshake::Response>,
+    },
+    /// A redirect from `wss://` to `ws://` (or `http://`): refused, it would
+    /// downgrade the connection to plaintext. Holds the `Location`.
+    InsecureRedirect(String),
     /// The server's `Sec-WebSocket-Accept` does not match our key.
     InvalidAccept,
     /// The server selected a subprotocol or extension that the client did not offer.
@@ -342,8 +387,12 @@ impl HandshakeError {
             HandshakeError::UnsupportedVersion => Some(426),
             HandshakeError::Rejected(status) => Some(*status),
             HandshakeError::SubprotocolNotOffered | HandshakeError::InvalidAnswer(_) => Some(500),
-            HandshakeError::UnexpectedStatus(status) => Some(*status),
+            HandshakeError::UnexpectedStatus(response) => Some(response.status()),
+            HandshakeError::TooManyRedirects { last, .. } => Some(last.status()),
             HandshakeError::InvalidAccept
+            | HandshakeError::TlsRequired
+            | HandshakeError::TlsUnavailable
+            | HandshakeError::InsecureRedirect(_)
             | HandshakeError::UnexpectedNegotiation(_)
             | HandshakeError::InvalidUri(_)
             | HandshakeError::ConnectionClosed
@@ -367,7 +416,25 @@ impl fmt::Display for HandshakeError {
                 f.write_str("selected a subprotocol the client did not offer")
             }
             HandshakeError::InvalidAnswer(why) => write!(f, "invalid answer: {why}"),
-            HandshakeError::UnexpectedStatus(s) => write!(f, "server answered status {s}"),
+            HandshakeError::UnexpectedStatus(r) => {
+                write!(f, "server answered status {}", r.status())
+            }
+            HandshakeError::TlsRequired => f.write_str(
+                "wss:// over a transport not marked secure (TLS is the caller's business; \
+                 see ClientRequest::secure_transport)",
+            ),
+            HandshakeError::TlsUnavailable => {
+                f.write_str("wss:// needs TLS: build wscodec with the `rustls` feature")
+            }
+            HandshakeError::TooManyRedirects { hops, last } => write!(
+                f,
+                "gave up after {hops} redirects (the next, status {}, to {:?})",
+                last.status(),
+                last.headers().get("location").unwrap_or_default()
+            ),
+            HandshakeError::InsecureRedirect(location) => {
+                write!(f, "refused a redirect from wss:// to plaintext {location}")
+            }
             HandshakeError::InvalidAccept => f.write_str("wrong Sec-WebSocket-Accept"),
             HandshakeError::UnexpectedNegotiation(h) => write!(f, "{h} that was not offered"),
             HandshakeError::InvalidUri(why) => write!(f, "invalid URI: {why}"),

@@ -41,6 +41,9 @@
 //!           handshake/ parse/validate/answer HTTP (§4)       sans-IO
 //!        ─▶ websocket/ WebSocket<T>: pings, closing, timeouts, backpressure, split
 //!           accept, connect  the handshake over a transport, then a WebSocket
+//!        ─▶ proxy/     HTTP CONNECT and SOCKS5 tunnels
+//!           client/    connect_url, Connector: DNS, TCP, proxy, TLS (feature)
+//!           axum       an axum extractor (feature)
 //! ```
 //!
 //! `ARCHITECTURE.md` in the repository maps the modules, one message's path
@@ -61,6 +64,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod accept;
+#[cfg(feature = "axum")]
+pub mod axum;
+pub mod client;
 pub mod codec;
 pub mod config;
 mod connect;
@@ -72,10 +78,13 @@ pub mod frame;
 pub mod handshake;
 pub mod mask;
 pub mod message;
+pub mod proxy;
+mod trace;
 pub mod utf8;
 mod websocket;
 
-pub use accept::{accept, accept_request, accept_with, read_request};
+pub use accept::{accept, accept_request, accept_with, accept_with_async, read_request};
+pub use client::{connect_url, ClientStream};
 pub use codec::{Frame, FrameCodec, MessageCodec, PreparedMessage};
 pub use config::{Config, Limits, Role};
 pub use connect::{connect, connect_with};
@@ -88,7 +97,7 @@ pub use frame::OpCode;
 pub use handshake::http as http_types;
 pub use handshake::ClientRequest;
 pub use message::{CloseCode, CloseFrame, Message, Utf8Bytes};
-pub use websocket::{ReadHalf, WebSocket, WriteHalf};
+pub use websocket::{PreparedSink, ReadHalf, WebSocket, WriteHalf};
 
 // README's examples compile and run as doctests.
 #[doc = include_str!("../README.md")]

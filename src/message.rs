@@ -245,6 +245,82 @@ impl Message {
         matches!(self, Message::Close(_))
     }
 
+    /// Whether this is a text message.
+    pub fn is_text(&self) -> bool {
+        matches!(self, Message::Text(_))
+    }
+
+    /// Whether this is a binary message.
+    pub fn is_binary(&self) -> bool {
+        matches!(self, Message::Binary(_))
+    }
+
+    /// Whether this is a ping.
+    pub fn is_ping(&self) -> bool {
+        matches!(self, Message::Ping(_))
+    }
+
+    /// Whether this is a pong.
+    pub fn is_pong(&self) -> bool {
+        matches!(self, Message::Pong(_))
+    }
+
+    /// The text of a text message; `None` for any other kind.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Message::Text(text) => Some(text.as_str()),
+            _ => None,
+        }
+    }
+
+    /// The text of a text message, without copying. Any other message is
+    /// given back unchanged as the error, so the caller can still use it.
+    ///
+    /// A binary message is not text even when its bytes happen to be UTF-8
+    /// (the opcode says what the payload is, §5.6); to read one as text, check
+    /// it with `Utf8Bytes::try_from(bytes)`.
+    ///
+    /// ```
+    /// use wscodec::Message;
+    /// assert_eq!(Message::text("hi").into_text().unwrap(), "hi");
+    /// let binary = Message::binary(&b"hi"[..]);
+    /// assert_eq!(binary.clone().into_text(), Err(binary));
+    /// ```
+    pub fn into_text(self) -> Result<Utf8Bytes, Message> {
+        match self {
+            Message::Text(text) => Ok(text),
+            other => Err(other),
+        }
+    }
+
+    /// The payload as bytes, whatever the kind, without copying: a text
+    /// message's UTF-8, a binary message's bytes, a ping's or pong's
+    /// application data.
+    ///
+    /// For a close it is the close frame's payload as on the wire (§5.5.1):
+    /// the two-byte code, big-endian, then the reason; empty for a close
+    /// without a status. That is the one case that copies (at most 125
+    /// bytes), and it keeps `into_data().len() == len()` for every message.
+    ///
+    /// ```
+    /// use wscodec::{CloseCode, Message};
+    /// assert_eq!(Message::text("hi").into_data(), &b"hi"[..]);
+    /// assert_eq!(Message::close(CloseCode::NORMAL, "bye").into_data(), &b"\x03\xe8bye"[..]);
+    /// ```
+    pub fn into_data(self) -> Bytes {
+        match self {
+            Message::Text(text) => text.into_bytes(),
+            Message::Binary(data) | Message::Ping(data) | Message::Pong(data) => data,
+            Message::Close(None) => Bytes::new(),
+            Message::Close(Some(frame)) => {
+                let mut payload = Vec::with_capacity(2 + frame.reason.len());
+                payload.extend_from_slice(&frame.code.0.to_be_bytes());
+                payload.extend_from_slice(frame.reason.as_bytes());
+                Bytes::from(payload)
+            }
+        }
+    }
+
     /// The payload length in bytes (for a close, the code and reason).
     pub fn len(&self) -> usize {
         match self {
@@ -315,6 +391,61 @@ mod tests {
         // A slice cut inside a character is refused, never wrapped.
         assert!(Utf8Bytes::try_from(shared.slice(0..3)).is_ok());
         assert!(Utf8Bytes::try_from(shared.slice(0..4)).is_err());
+    }
+
+    #[test]
+    fn into_text_gives_text_without_copying_and_any_other_message_back() {
+        let shared = Bytes::from_static(b"hello");
+        let text = Message::Text(Utf8Bytes::try_from(shared.clone()).unwrap());
+        let got = text.into_text().unwrap();
+        assert_eq!(got.as_bytes().as_ptr(), shared.as_ptr());
+        for other in [
+            Message::Binary(shared.clone()),
+            Message::Ping(shared.clone()),
+            Message::Pong(shared.clone()),
+            Message::Close(None),
+            Message::close(CloseCode::NORMAL, "hello"),
+        ] {
+            assert_eq!(other.clone().into_text(), Err(other));
+        }
+    }
+
+    #[test]
+    fn into_data_is_the_payload_of_every_kind_and_as_long_as_len() {
+        let shared = Bytes::from_static(b"hello");
+        let cases = [
+            (Message::text("hello"), &b"hello"[..]),
+            (Message::Binary(shared.clone()), b"hello"),
+            (Message::Ping(shared.clone()), b"hello"),
+            (Message::Pong(shared.clone()), b"hello"),
+            (Message::Close(None), b""),
+            (Message::close(CloseCode(4000), "hello"), b"\x0f\xa0hello"),
+            (Message::close(CloseCode::NORMAL, ""), b"\x03\xe8"),
+        ];
+        for (message, payload) in cases {
+            let len = message.len();
+            let data = message.clone().into_data();
+            assert_eq!((&data[..], data.len()), (payload, len), "{message:?}");
+        }
+        // Data payloads are handed over, not copied.
+        assert_eq!(
+            Message::Binary(shared.clone()).into_data().as_ptr(),
+            shared.as_ptr()
+        );
+    }
+
+    #[test]
+    fn kind_predicates_and_as_text_name_exactly_one_kind() {
+        let text = Message::text("t");
+        assert!(text.is_text() && !text.is_binary() && !text.is_control());
+        assert_eq!(text.as_text(), Some("t"));
+        let binary = Message::binary(vec![1]);
+        assert!(binary.is_binary() && !binary.is_text());
+        assert_eq!(binary.as_text(), None);
+        let ping = Message::Ping(Bytes::new());
+        assert!(ping.is_ping() && !ping.is_pong() && ping.is_control());
+        let pong = Message::Pong(Bytes::new());
+        assert!(pong.is_pong() && !pong.is_ping() && pong.is_control());
     }
 
     #[test]

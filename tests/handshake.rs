@@ -124,10 +124,13 @@ async fn callback_rejection_sends_status_and_body() {
         .await
     });
     let err = wscodec::connect(a, "ws://localhost/").await.unwrap_err();
-    assert!(matches!(
-        err,
-        Error::Handshake(HandshakeError::UnexpectedStatus(401))
-    ));
+    let Error::Handshake(HandshakeError::UnexpectedStatus(response)) = err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(response.status(), 401);
+    assert_eq!(response.headers().get("www-authenticate"), Some("Bearer"));
+    assert_eq!(response.body(), b"token required");
+    assert!(!response.is_body_truncated());
     let server_err = server.await.unwrap().unwrap_err();
     assert!(matches!(
         server_err,
@@ -252,4 +255,132 @@ async fn echo_over_loopback_tcp() {
     ws.close().await.unwrap();
     while ws.next().await.is_some() {}
     server.await.unwrap();
+}
+
+/// A raw server on the other end of a pipe: reads the client's request head,
+/// writes `answer`, then keeps the pipe open (`hold`) or closes it. Returns
+/// the request as read.
+fn raw_server(
+    io: tokio::io::DuplexStream,
+    answer: Vec<u8>,
+    hold: bool,
+) -> tokio::task::JoinHandle<String> {
+    tokio::spawn(async move {
+        let mut io = io;
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && io.read(&mut byte).await.unwrap_or(0) == 1 {
+            head.push(byte[0]);
+        }
+        let _ = io.write_all(&answer).await;
+        if hold {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+        String::from_utf8_lossy(&head).into_owned()
+    })
+}
+
+async fn refused(answer: Vec<u8>, hold: bool, config: Config) -> Box<wscodec::handshake::Response> {
+    let (a, b) = tokio::io::duplex(1 << 20);
+    let _server = raw_server(b, answer, hold);
+    let request = ClientRequest::new("ws://localhost/").unwrap();
+    match wscodec::connect_with(a, request, config).await {
+        Err(Error::Handshake(HandshakeError::UnexpectedStatus(response))) => response,
+        other => panic!("{:?}", other.map(|(_, r)| r)),
+    }
+}
+
+#[tokio::test]
+async fn a_refused_body_is_bounded_by_the_limit_not_by_its_declared_length() {
+    let mut answer = b"HTTP/1.1 500 Oops\r\nContent-Length: 1000000000000000\r\n\r\n".to_vec();
+    answer.extend(vec![b'x'; 100 << 10]);
+    let config = Config::default().limits(Limits::default().max_response_body(1024));
+    // The server holds the connection open: the client stops at the limit
+    // instead of waiting for the petabyte it was promised.
+    let response = tokio::time::timeout(Duration::from_secs(5), refused(answer, true, config))
+        .await
+        .expect("stopped reading at the limit");
+    assert_eq!(response.status(), 500);
+    assert_eq!(response.body(), &[b'x'; 1024][..]);
+    assert!(response.is_body_truncated());
+}
+
+#[tokio::test]
+async fn a_chunked_refused_body_is_decoded() {
+    let answer = b"HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n\
+        4;ext=1\r\n{\"er\r\na\r\nror\":\"no\"}\r\n0\r\n\r\n"
+        .to_vec();
+    let response = refused(answer, true, Config::default()).await;
+    assert_eq!(response.body(), br#"{"error":"no"}"#);
+    assert!(!response.is_body_truncated());
+    let config = Config::default().limits(Limits::default().max_response_body(3));
+    let answer = b"HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n\
+        a\r\n0123456789\r\n0\r\n\r\n"
+        .to_vec();
+    let response = refused(answer, true, config).await;
+    assert_eq!(
+        (response.body(), response.is_body_truncated()),
+        (&b"012"[..], true)
+    );
+}
+
+#[tokio::test]
+async fn a_refused_body_without_length_is_read_until_the_server_closes() {
+    let answer = b"HTTP/1.1 404 Not Found\r\n\r\nno such room".to_vec();
+    let response = refused(answer, false, Config::default()).await;
+    assert_eq!(response.body(), b"no such room");
+    assert!(!response.is_body_truncated());
+}
+
+#[tokio::test]
+async fn a_refused_body_cut_by_the_handshake_timeout_keeps_what_came() {
+    let answer = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 100\r\n\r\npartial".to_vec();
+    let config = Config::default().handshake_timeout(Some(Duration::from_millis(300)));
+    let response = refused(answer, true, config).await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(response.body(), b"partial");
+    assert!(response.is_body_truncated());
+}
+
+#[tokio::test]
+async fn wss_over_a_transport_not_marked_secure_is_refused_before_a_byte_is_written() {
+    let (a, mut b) = tokio::io::duplex(1 << 16);
+    let err = wscodec::connect(a, "wss://localhost/").await.unwrap_err();
+    assert!(
+        matches!(err, Error::Handshake(HandshakeError::TlsRequired)),
+        "{err:?}"
+    );
+    let mut sent = Vec::new();
+    b.read_to_end(&mut sent).await.unwrap();
+    assert!(sent.is_empty(), "{}", String::from_utf8_lossy(&sent));
+
+    // Marked secure, the same request goes out (and gets its answer).
+    let (a, b) = tokio::io::duplex(1 << 16);
+    let server = raw_server(b, b"HTTP/1.1 418 Teapot\r\n\r\n".to_vec(), false);
+    let request = ClientRequest::new("wss://localhost/")
+        .unwrap()
+        .secure_transport();
+    let err = wscodec::connect_with(a, request, Config::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Handshake(HandshakeError::UnexpectedStatus(ref r)) if r.status() == 418)
+    );
+    assert!(server.await.unwrap().starts_with("GET / HTTP/1.1\r\n"));
+}
+
+#[tokio::test]
+async fn a_custom_host_header_is_sent_once_in_place_of_the_authority() {
+    let (a, b) = tokio::io::duplex(1 << 16);
+    let server = raw_server(b, b"HTTP/1.1 404 Not Found\r\n\r\n".to_vec(), false);
+    let request = ClientRequest::new("ws://127.0.0.1:9/")
+        .unwrap()
+        .header("host", "chat.example");
+    let _ = wscodec::connect_with(a, request, Config::default()).await;
+    let head = server.await.unwrap();
+    let hosts: Vec<&str> = head
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("host:"))
+        .collect();
+    assert_eq!(hosts, ["Host: chat.example"], "{head}");
 }

@@ -33,7 +33,10 @@ async fn client_over_rustls_exchanges_messages_with_tls_echo() {
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
         .unwrap();
-    let request = ClientRequest::new(&format!("wss://localhost:{port}/")).unwrap();
+    // TLS is ours here, so we say so: a wss:// request is refused otherwise.
+    let request = ClientRequest::new(&format!("wss://localhost:{port}/"))
+        .unwrap()
+        .secure_transport();
     assert!(request.is_secure());
     let (mut ws, _) = wscodec::connect_with(tls, request, Config::default())
         .await

@@ -660,3 +660,199 @@ async fn write_half_start_close_wakes_a_reader_waiting_for_input() {
     let items = reader.await.unwrap();
     assert_eq!(items, vec![Message::close(CloseCode::GOING_AWAY, "")]);
 }
+
+// ----- FusedStream -----
+
+#[tokio::test]
+async fn fused_stream_is_terminated_only_once_the_last_item_was_yielded() {
+    use futures::stream::FusedStream;
+    // The transport fails on a send: the connection is over at once, but the
+    // stream still owes its last item, so `select!` must keep polling it.
+    let (mut ws, raw) = server_with_raw_client(Config::default());
+    drop(raw);
+    assert!(!FusedStream::is_terminated(&ws));
+    assert!(ws.send(Message::text("into the void")).await.is_err());
+    assert!(!FusedStream::is_terminated(&ws), "the error is still owed");
+    assert!(matches!(ws.next().await, Some(Err(Error::Io(_)))));
+    assert!(FusedStream::is_terminated(&ws));
+    assert!(ws.is_terminated(), "the inherent method says the same");
+    assert!(ws.next().await.is_none());
+    assert!(ws.is_terminated());
+}
+
+#[tokio::test]
+async fn fused_stream_lets_select_receive_the_closing_handshake_then_stops() {
+    use futures::stream::FusedStream;
+    let (mut client, server) = pair(Config::default());
+    let (server_tx, mut server_rx) = server.split();
+    client.close().await.unwrap();
+    let mut items = Vec::new();
+    // select! skips a terminated stream without polling it for its `None`:
+    // each stream must have delivered its Close before that, and the loop
+    // ends once both are terminated.
+    loop {
+        futures::select! {
+            m = client.next() => items.push(("client", m.unwrap().unwrap())),
+            m = server_rx.next() => items.push(("server", m.unwrap().unwrap())),
+            complete => break,
+        }
+    }
+    assert!(client.is_terminated() && server_rx.is_terminated());
+    items.sort_by_key(|(side, _)| *side);
+    let close = Message::close(CloseCode::NORMAL, "");
+    assert_eq!(items, vec![("client", close.clone()), ("server", close)]);
+    assert!(server_rx.reunite(server_tx).is_ok());
+}
+
+// ----- prepared messages through a Sink -----
+
+#[tokio::test]
+async fn prepared_sink_sends_one_or_many_prepared_messages_from_either_role_and_a_write_half() {
+    let prepared: Vec<_> = (0..50)
+        .map(|i| wscodec::PreparedMessage::new(Message::text(format!("m{i}"))).unwrap())
+        .collect();
+    let expected: Vec<Message> = prepared.iter().map(|p| p.message().clone()).collect();
+    for server_sends in [true, false] {
+        let (client, server) = pair(Config::default());
+        let (mut from, mut to) = if server_sends {
+            (server, client)
+        } else {
+            (client, server)
+        };
+        let mut sink = from.prepared_sink();
+        sink.send(&prepared[0]).await.unwrap();
+        for p in &prepared[1..10] {
+            sink.feed(p).await.unwrap();
+        }
+        sink.flush().await.unwrap();
+        sink.send_all(&mut futures::stream::iter(prepared[10..].iter().map(Ok)))
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        for _ in 0..prepared.len() {
+            got.push(to.next().await.unwrap().unwrap());
+        }
+        assert_eq!(got, expected, "server sends: {server_sends}");
+        // The connection's own Sink still takes plain messages, and its
+        // `close` needs no type annotation.
+        from.send(Message::text("plain")).await.unwrap();
+        assert_eq!(to.next().await.unwrap().unwrap(), Message::text("plain"));
+        from.close().await.unwrap();
+    }
+    // A write half, while its read half runs in another task.
+    let (client, server) = pair(Config::default());
+    let (mut tx, mut rx) = server.split();
+    let reader = tokio::spawn(async move { while rx.next().await.is_some() {} });
+    tx.prepared_sink()
+        .send_all(&mut futures::stream::iter(prepared.iter().map(Ok)))
+        .await
+        .unwrap();
+    let mut client = client;
+    for message in &expected {
+        assert_eq!(&client.next().await.unwrap().unwrap(), message);
+    }
+    tx.prepared_sink().close().await.unwrap();
+    assert!(client.next().await.unwrap().unwrap().is_close());
+    drop(client);
+    reader.await.unwrap();
+}
+
+#[tokio::test]
+async fn prepared_sink_after_close_refuses_data_like_the_message_sink() {
+    let prepared = wscodec::PreparedMessage::new(Message::text("late")).unwrap();
+    let (mut ws, _raw) = server_with_raw_client(Config::default());
+    ws.start_close(None).unwrap();
+    assert!(matches!(
+        ws.prepared_sink().send(&prepared).await,
+        Err(Error::Closed)
+    ));
+}
+
+// ----- Config::auto_pong -----
+
+const PING: &[u8] = b"rtt-42";
+
+/// A Pong the raw client receives within a while, if any.
+async fn pong_arrives(raw: &mut tokio::io::DuplexStream) -> Option<(bool, u8, Vec<u8>)> {
+    let read = tokio::time::timeout(Duration::from_millis(100), read_server_frame(raw));
+    read.await.ok().flatten()
+}
+
+/// Pings a whole server connection; returns whether a Pong came by itself,
+/// then sends the application's own Pong.
+async fn ping_whole(config: Config) -> Option<(bool, u8, Vec<u8>)> {
+    let (mut ws, mut raw) = server_with_raw_client(config);
+    raw.write_all(&client_frame(true, 0x9, PING)).await.unwrap();
+    let got = ws.next().await.unwrap().unwrap();
+    assert_eq!(got, Message::Ping(Bytes::from_static(PING)));
+    // Polled again, the stream writes what it queued before waiting.
+    let waiting = tokio::time::timeout(Duration::from_millis(20), ws.next()).await;
+    assert!(waiting.is_err());
+    let auto = pong_arrives(&mut raw).await;
+    ws.send(Message::Pong(Bytes::from_static(b"mine")))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_server_frame(&mut raw).await,
+        Some((true, 0xA, b"mine".to_vec()))
+    );
+    auto
+}
+
+/// [`ping_whole`] on split halves, the reader in its own task.
+async fn ping_split(config: Config) -> Option<(bool, u8, Vec<u8>)> {
+    let (ws, mut raw) = server_with_raw_client(config);
+    let (mut tx, mut rx) = ws.split();
+    raw.write_all(&client_frame(true, 0x9, PING)).await.unwrap();
+    let got = rx.next().await.unwrap().unwrap();
+    assert_eq!(got, Message::Ping(Bytes::from_static(PING)));
+    let reader = tokio::spawn(async move { rx.next().await });
+    let auto = pong_arrives(&mut raw).await;
+    tx.send(Message::Pong(Bytes::from_static(b"mine")))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_server_frame(&mut raw).await,
+        Some((true, 0xA, b"mine".to_vec()))
+    );
+    raw.write_all(&client_frame(true, 0x8, b"\x03\xe8"))
+        .await
+        .unwrap();
+    let last = reader.await.unwrap();
+    assert!(matches!(last, Some(Ok(Message::Close(_)))), "{last:?}");
+    auto
+}
+
+#[tokio::test]
+async fn auto_pong_on_answers_pings_by_itself_whole_or_split() {
+    let pong = Some((true, 0xA, PING.to_vec()));
+    assert_eq!(ping_whole(Config::default()).await, pong);
+    assert_eq!(ping_split(Config::default()).await, pong);
+}
+
+#[tokio::test]
+async fn auto_pong_off_delivers_pings_and_sends_only_the_applications_pong() {
+    let config = Config::default().auto_pong(false);
+    assert_eq!(ping_whole(config.clone()).await, None);
+    assert_eq!(ping_split(config).await, None);
+}
+
+#[tokio::test]
+async fn auto_pong_off_queues_nothing_for_a_flood_of_buffered_pings() {
+    let mut buffered = Vec::new();
+    for _ in 0..500 {
+        buffered.extend(client_frame(true, 0x9, &[0xEE; 125]));
+    }
+    let (_peer, io) = tokio::io::duplex(64);
+    let mut ws = wscodec::WebSocket::from_parts(
+        io,
+        wscodec::Role::Server,
+        Config::default().auto_pong(false),
+        bytes::BytesMut::from(&buffered[..]),
+    );
+    for _ in 0..500 {
+        let ping = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
+        assert!(matches!(ping, Ok(Some(Ok(Message::Ping(_))))), "{ping:?}");
+        assert_eq!(ws.pending_write_bytes(), 0);
+    }
+}

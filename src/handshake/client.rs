@@ -2,7 +2,7 @@
 //! it writes and the server's [`Response`] it checks. No I/O: `connect*` in
 //! the crate root drive this over a transport.
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
 use super::head::{is_token, put_header, valid_header, Headers};
 use super::key::derive_accept_key;
@@ -18,14 +18,27 @@ use crate::error::HandshakeError;
 ///     .subprotocol("chat.v2")
 ///     .header("Authorization", "Bearer t0ken");
 /// assert_eq!(request.host(), "example.com:8080");
+/// assert_eq!((request.server_name(), request.port()), ("example.com", 8080));
 /// assert_eq!(request.path(), "/chat?x=1");
 /// # Ok::<(), wscodec::HandshakeError>(())
 /// ```
+///
+/// # TLS
+///
+/// A `wss://` request says that the connection must be TLS, but
+/// [`connect`](crate::connect) and [`connect_with`](crate::connect_with) do
+/// no TLS: they speak over whatever transport they are given. So they refuse a
+/// `wss://` request with [`HandshakeError::TlsRequired`] unless the caller
+/// says that its transport is secure with
+/// [`secure_transport`](Self::secure_transport). For TLS done for you, use
+/// [`connect_url`](crate::connect_url) (feature `rustls`).
 #[derive(Debug, Clone)]
 pub struct ClientRequest {
     /// A `Sec-WebSocket-Extensions` offer `connect_with` adds from its config.
     pub(crate) extensions: Option<String>,
     secure: bool,
+    /// The caller vouches that the transport is TLS (or otherwise secure).
+    transport_secure: bool,
     host: String,
     path: String,
     origin: Option<String>,
@@ -52,6 +65,16 @@ impl ClientRequest {
         if host.is_empty() || !valid_header("Host", host) || host.contains(char::is_whitespace) {
             return Err(invalid("no host"));
         }
+        // RFC 3986 §3.2.3: the port is digits, possibly none (then the
+        // scheme's default applies).
+        let (name, port) = split_host_port(host);
+        let unbracketed_colon = !name.starts_with('[') && name.contains(':');
+        if name.is_empty()
+            || unbracketed_colon
+            || port.is_some_and(|p| !p.is_empty() && p.parse::<u16>().is_err())
+        {
+            return Err(invalid("invalid host or port"));
+        }
         let path = match path {
             "" => "/".to_owned(),
             p if p.starts_with('?') => format!("/{p}"),
@@ -63,6 +86,7 @@ impl ClientRequest {
         Ok(ClientRequest {
             extensions: None,
             secure,
+            transport_secure: false,
             host: host.to_owned(),
             path,
             origin: None,
@@ -85,15 +109,100 @@ impl ClientRequest {
         self
     }
 
-    /// Adds a request header (e.g. `Authorization`).
+    /// Adds a request header (e.g. `Authorization`). A `Host` header replaces
+    /// the URI's authority as the `Host` sent (it is sent once, with this
+    /// value), for a server reached by address or through a tunnel under
+    /// another name.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
         self
     }
 
-    /// The `Host` header: the URI's authority.
+    /// Declares that the transport given to [`connect_with`](crate::connect_with)
+    /// is secure (TLS done by the caller, or a trusted local socket), so that a
+    /// `wss://` request may go over it. Without it such a request fails with
+    /// [`HandshakeError::TlsRequired`] before a byte is written.
+    ///
+    /// ```no_run
+    /// # async fn run(tls: tokio::net::TcpStream) -> Result<(), wscodec::Error> {
+    /// // `tls`: a stream the caller wrapped in TLS, e.g. with tokio-rustls
+    /// let request = wscodec::ClientRequest::new("wss://example.com/")?.secure_transport();
+    /// let (ws, _) = wscodec::connect_with(tls, request, wscodec::Config::default()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn secure_transport(mut self) -> Self {
+        self.transport_secure = true;
+        self
+    }
+
+    /// Whether [`secure_transport`](Self::secure_transport) was called.
+    pub fn is_transport_secure(&self) -> bool {
+        self.transport_secure
+    }
+
+    /// The URI's authority (`host[:port]`), which is the `Host` header sent
+    /// unless a `Host` header was added with [`header`](Self::header).
     pub fn host(&self) -> &str {
         &self.host
+    }
+
+    /// The host without port and without an IPv6 literal's brackets: the name
+    /// to resolve, and the name TLS checks the certificate against (SNI).
+    ///
+    /// ```
+    /// use wscodec::ClientRequest;
+    /// assert_eq!(ClientRequest::new("wss://[::1]:9443/")?.server_name(), "::1");
+    /// assert_eq!(ClientRequest::new("wss://example.com/")?.server_name(), "example.com");
+    /// # Ok::<(), wscodec::HandshakeError>(())
+    /// ```
+    pub fn server_name(&self) -> &str {
+        let name = split_host_port(&self.host).0;
+        name.strip_prefix('[')
+            .and_then(|n| n.strip_suffix(']'))
+            .unwrap_or(name)
+    }
+
+    /// The port: the URI's, or the scheme's default (80, or 443 for `wss`).
+    pub fn port(&self) -> u16 {
+        match split_host_port(&self.host).1 {
+            Some(p) if !p.is_empty() => p.parse().unwrap_or_default(),
+            _ if self.secure => 443,
+            _ => 80,
+        }
+    }
+
+    /// The request's URI, rebuilt from its parts (without credentials or
+    /// fragment): what a relative redirect is resolved against.
+    pub fn uri(&self) -> String {
+        let scheme = if self.secure { "wss" } else { "ws" };
+        format!("{scheme}://{}{}", self.host, self.path)
+    }
+
+    /// The same request for another URI (a redirect's target), keeping origin,
+    /// subprotocols and headers; with `drop_credentials`, without
+    /// `Authorization`, `Cookie` and a custom `Host` (the target is another
+    /// origin).
+    pub(crate) fn retarget(
+        &self,
+        uri: &str,
+        drop_credentials: bool,
+    ) -> Result<ClientRequest, HandshakeError> {
+        let mut next = ClientRequest::new(uri)?;
+        next.transport_secure = false;
+        next.origin.clone_from(&self.origin);
+        next.subprotocols.clone_from(&self.subprotocols);
+        next.headers = self
+            .headers
+            .iter()
+            .filter(|(n, _)| {
+                !drop_credentials
+                    || !["authorization", "cookie", "host"]
+                        .iter()
+                        .any(|c| n.eq_ignore_ascii_case(c))
+            })
+            .cloned()
+            .collect();
+        Ok(next)
     }
 
     /// The request target: path and query.
@@ -116,15 +225,8 @@ impl ClientRequest {
     /// # Ok::<(), wscodec::HandshakeError>(())
     /// ```
     pub fn connect_addr(&self) -> String {
-        let has_port = match self.host.rfind(']') {
-            Some(bracket) => self.host[bracket..].contains(':'),
-            None => self.host.contains(':'),
-        };
-        if has_port {
-            self.host.clone()
-        } else {
-            format!("{}:{}", self.host, if self.secure { 443 } else { 80 })
-        }
+        let name = split_host_port(&self.host).0;
+        format!("{name}:{}", self.port())
     }
 
     /// Writes the request head with `key` (base64 of 16 random bytes) into `dst`.
@@ -142,7 +244,13 @@ impl ClientRequest {
         dst.put_slice(b"GET ");
         dst.put_slice(self.path.as_bytes());
         dst.put_slice(b" HTTP/1.1\r\n");
-        put_header(dst, "Host", &self.host);
+        // A caller's Host replaces the authority, and is not written twice.
+        let host = self
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("host"))
+            .map_or(self.host.as_str(), |(_, v)| v.as_str());
+        put_header(dst, "Host", host);
         dst.put_slice(
             b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n",
         );
@@ -156,7 +264,11 @@ impl ClientRequest {
         if let Some(offer) = &self.extensions {
             put_header(dst, "Sec-WebSocket-Extensions", offer);
         }
-        for (n, v) in &self.headers {
+        for (n, v) in self
+            .headers
+            .iter()
+            .filter(|(n, _)| !n.eq_ignore_ascii_case("host"))
+        {
             put_header(dst, n, v);
         }
         dst.put_slice(b"\r\n");
@@ -168,7 +280,7 @@ impl ClientRequest {
     /// that was not offered).
     pub fn validate_response(&self, response: &Response, key: &str) -> Result<(), HandshakeError> {
         if response.status != 101 {
-            return Err(HandshakeError::UnexpectedStatus(response.status));
+            return Err(HandshakeError::UnexpectedStatus(Box::new(response.clone())));
         }
         if !response.headers.has_token("upgrade", "websocket") {
             return Err(HandshakeError::MissingOrInvalidHeader("Upgrade"));
@@ -203,6 +315,8 @@ impl ClientRequest {
 pub struct Response {
     status: u16,
     headers: Headers,
+    body: Bytes,
+    body_truncated: bool,
 }
 
 impl Response {
@@ -214,6 +328,26 @@ impl Response {
     /// The headers.
     pub fn headers(&self) -> &Headers {
         &self.headers
+    }
+
+    /// The first part of the body of a refused handshake (a 101 has none),
+    /// at most [`Limits::max_response_body`] bytes, as `connect` read it: by
+    /// `Content-Length`, by chunks (decoded), or until the server closed, all
+    /// within the handshake timeout. [`parse`](Self::parse) leaves it empty.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// Whether the server sent more body than [`body`](Self::body) holds:
+    /// more than the limit, or a body cut short by the timeout or the
+    /// connection's end.
+    pub fn is_body_truncated(&self) -> bool {
+        self.body_truncated
+    }
+
+    pub(crate) fn set_body(&mut self, body: Bytes, truncated: bool) {
+        self.body = body;
+        self.body_truncated = truncated;
     }
 
     /// The subprotocol the server selected, if any.
@@ -236,7 +370,22 @@ impl Response {
         let response = Response {
             status: resp.code.unwrap_or(0),
             headers: Headers::from_httparse(resp.headers),
+            body: Bytes::new(),
+            body_truncated: false,
         };
         Ok((response, len))
+    }
+}
+
+/// Splits an authority's `host[:port]` (userinfo already removed), keeping
+/// an IPv6 literal's brackets on the host.
+fn split_host_port(authority: &str) -> (&str, Option<&str>) {
+    let colon = match authority.rfind(']') {
+        Some(bracket) => authority[bracket..].find(':').map(|i| bracket + i),
+        None => authority.rfind(':'),
+    };
+    match colon {
+        Some(i) => (&authority[..i], Some(&authority[i + 1..])),
+        None => (authority, None),
     }
 }

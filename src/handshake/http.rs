@@ -18,16 +18,34 @@ impl Request {
     /// service receives), so it can be validated and answered like one read from a
     /// socket.
     pub fn from_http<B>(request: &::http::Request<B>) -> Request {
-        let target = request
-            .uri()
+        Self::from_http_head(
+            request.method(),
+            request.uri(),
+            request.version(),
+            request.headers(),
+        )
+    }
+
+    /// [`Request::from_http`] for a request already split into its parts, as
+    /// an axum extractor sees it.
+    pub fn from_http_parts(parts: &::http::request::Parts) -> Request {
+        Self::from_http_head(&parts.method, &parts.uri, parts.version, &parts.headers)
+    }
+
+    fn from_http_head(
+        method: &Method,
+        uri: &::http::Uri,
+        version: Version,
+        headers: &::http::HeaderMap,
+    ) -> Request {
+        let target = uri
             .path_and_query()
             .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned());
-        let http_minor = match request.version() {
+        let http_minor = match version {
             Version::HTTP_09 | Version::HTTP_10 => 0,
             _ => 1,
         };
-        let headers = request
-            .headers()
+        let headers = headers
             .iter()
             .map(|(name, value)| {
                 (
@@ -36,12 +54,7 @@ impl Request {
                 )
             })
             .collect();
-        Request::from_raw_parts(
-            request.method().as_str().to_owned(),
-            target,
-            http_minor,
-            headers,
-        )
+        Request::from_raw_parts(method.as_str().to_owned(), target, http_minor, headers)
     }
 
     /// The request as an `http::Request<()>`: method, target, HTTP/1.1 and every

@@ -267,8 +267,51 @@ fn client_fails_on_non_101_status() {
     let (response, _) =
         Response::parse(b"HTTP/1.1 403 Forbidden\r\n\r\n", &Limits::default()).unwrap();
     let err = request.validate_response(&response, "k").unwrap_err();
-    assert_eq!(
-        (err.status(), err),
-        (Some(403), HandshakeError::UnexpectedStatus(403))
+    assert_eq!(err.status(), Some(403));
+    assert!(
+        matches!(err, HandshakeError::UnexpectedStatus(r) if r.status() == 403 && r.body().is_empty())
     );
+}
+
+#[test]
+fn client_request_splits_host_and_port_for_tls_and_tcp() {
+    let r = ClientRequest::new("wss://[::1]:9443/x").unwrap();
+    assert_eq!(
+        (r.server_name(), r.port(), r.host()),
+        ("::1", 9443, "[::1]:9443")
+    );
+    let r = ClientRequest::new("ws://example.com").unwrap();
+    assert_eq!((r.server_name(), r.port()), ("example.com", 80));
+    let r = ClientRequest::new("wss://example.com:/").unwrap();
+    assert_eq!(
+        r.port(),
+        443,
+        "an empty port is the default (RFC 3986 §3.2.3)"
+    );
+    assert_eq!(r.uri(), "wss://example.com:/");
+    for bad in [
+        "ws://example.com:http/",
+        "ws://h:65536/",
+        "ws://::1/",
+        "ws://:80/",
+    ] {
+        assert!(ClientRequest::new(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn client_request_writes_a_custom_host_once() {
+    let mut out = BytesMut::new();
+    ClientRequest::new("ws://10.0.0.1:8080/")
+        .unwrap()
+        .header("HOST", "chat.example")
+        .write("k", &mut out)
+        .unwrap();
+    let text = std::str::from_utf8(&out).unwrap();
+    assert_eq!(
+        text.matches("Host: ").count() + text.matches("HOST: ").count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("\r\nHost: chat.example\r\n"), "{text}");
 }

@@ -24,6 +24,7 @@ use crate::error::{AbnormalClosure, Error};
 use crate::extension::Extensions;
 use crate::frame::MAX_CONTROL_PAYLOAD;
 use crate::message::{CloseFrame, Message, Utf8Bytes};
+use crate::trace;
 
 /// The first read reserves this much, so an idle connection holds little.
 pub(super) const READ_CHUNK: usize = 1024;
@@ -119,6 +120,10 @@ pub(super) struct Core {
     /// The state changed, or a Close was queued, since the driver last
     /// looked: the other half may have to act.
     changed: bool,
+    /// The connection's span; without the `tracing` feature there is no
+    /// field at all, so a connection costs what it did.
+    #[cfg(feature = "tracing")]
+    pub(super) span: tracing::Span,
 }
 
 impl Core {
@@ -135,6 +140,8 @@ impl Core {
             codec.set_fragment_size(bytes);
         }
         Core {
+            #[cfg(feature = "tracing")]
+            span: trace::connection_span!(role),
             deadlines: Deadlines::new(config.keepalive_interval, config.idle_timeout),
             codec,
             role,
@@ -173,10 +180,20 @@ impl Core {
         match self.codec.decode(&mut self.read_buf) {
             Ok(Some(Message::Ping(payload))) => {
                 // §5.5.2: a Pong with the same application data, unless we
-                // already sent Close (§5.5.1: nothing after it).
-                if self.state == State::Open {
+                // already sent Close (§5.5.1: nothing after it), or the
+                // application answers pings itself (`Config::auto_pong`).
+                if self.state == State::Open && self.config.auto_pong {
+                    trace::event!(
+                        self.span,
+                        TRACE,
+                        len = payload.len(),
+                        replaces_unanswered = self.pong.is_some(),
+                        "ping received, pong queued"
+                    );
                     self.pong = Some(payload.clone());
                     self.queue_control();
+                } else {
+                    trace::event!(self.span, TRACE, len = payload.len(), "ping received");
                 }
                 Decoded::Message(Message::Ping(payload))
             }
@@ -184,6 +201,14 @@ impl Core {
                 // §5.5.1: answer with a Close echoing the status code, unless
                 // this Close is the answer to ours.
                 let started_by_us = self.state == State::CloseSent;
+                trace::event!(
+                    self.span,
+                    DEBUG,
+                    initiator = if started_by_us { "local" } else { "peer" },
+                    code = frame.as_ref().map(|f| f.code.0),
+                    reason = frame.as_ref().map(|f| f.reason.as_str()),
+                    "close received"
+                );
                 if !started_by_us {
                     let reply = frame
                         .as_ref()
@@ -196,7 +221,16 @@ impl Core {
                 );
                 Decoded::Changed
             }
-            Ok(Some(message)) => Decoded::Message(message),
+            Ok(Some(message)) => {
+                trace::event!(
+                    self.span,
+                    TRACE,
+                    kind = kind(&message),
+                    len = message.len(),
+                    "message received"
+                );
+                Decoded::Message(message)
+            }
             Ok(None) => {
                 if self.read_buf.is_empty() && self.read_buf.capacity() > SHRINK_ABOVE {
                     self.read_buf = BytesMut::new();
@@ -238,6 +272,13 @@ impl Core {
         match self.state {
             State::Open | State::CloseSent => {
                 let why = AbnormalClosure::PeerEof;
+                trace::event!(
+                    self.span,
+                    DEBUG,
+                    code = why.close_code().0,
+                    close_sent = self.state == State::CloseSent,
+                    "abnormal closure: the peer closed the transport without a Close"
+                );
                 self.end(Ending::Abnormal(why), Error::AbnormalClosure(why));
             }
             State::Closing(_) => self.finish(),
@@ -249,6 +290,13 @@ impl Core {
     /// stream keeps a copy as its last item).
     pub(super) fn on_io_error(&mut self, error: io::Error) -> Error {
         let copy = io::Error::new(error.kind(), error.to_string());
+        trace::event!(
+            self.span,
+            DEBUG,
+            error = %error,
+            state = ?self.state,
+            "transport error"
+        );
         match self.state {
             // The handshake's outcome stands: the stream still yields it.
             State::Closing(_) => self.finish(),
@@ -264,9 +312,26 @@ impl Core {
             match self.state {
                 State::CloseSent | State::Open => {
                     let why = AbnormalClosure::CloseTimeout;
+                    trace::event!(
+                        self.span,
+                        DEBUG,
+                        code = why.close_code().0,
+                        timeout = ?self.config.close_timeout,
+                        "close timeout: the peer did not answer our Close"
+                    );
                     self.end(Ending::Abnormal(why), Error::AbnormalClosure(why));
                 }
-                State::Closing(_) => self.finish(),
+                State::Closing(_) => {
+                    // The handshake's outcome stands; only the transport's
+                    // end was cut short.
+                    trace::event!(
+                        self.span,
+                        DEBUG,
+                        timeout = ?self.config.close_timeout,
+                        "close timeout: the transport did not close in time"
+                    );
+                    self.finish();
+                }
                 State::Done(_) => {}
             }
             return;
@@ -279,7 +344,15 @@ impl Core {
             self.deadlines.pinged(Instant::now());
             // A peer that has not read our last control frames gets no more.
             if self.control_room() == MAX_UNWRITTEN_CONTROL {
+                trace::event!(self.span, TRACE, "keepalive ping queued");
                 self.push_control(&Message::Ping(Bytes::new()));
+            } else {
+                trace::event!(
+                    self.span,
+                    DEBUG,
+                    unwritten = self.control_unwritten,
+                    "keepalive ping skipped: the peer has not read our last control frames"
+                );
             }
         }
     }
@@ -298,7 +371,16 @@ impl Core {
     pub(super) fn start_send(&mut self, message: Message) -> Result<(), Error> {
         match (self.state, message) {
             (State::Open, Message::Close(frame)) => self.close_by_us(frame),
-            (State::Open, message) => self.queue(&message),
+            (State::Open, message) => {
+                trace::event!(
+                    self.span,
+                    TRACE,
+                    kind = kind(&message),
+                    len = message.len(),
+                    "message queued"
+                );
+                self.queue(&message)
+            }
             (_, Message::Close(_)) => Ok(()),
             _ => Err(Error::Closed),
         }
@@ -309,6 +391,13 @@ impl Core {
     pub(super) fn start_send_prepared(&mut self, prepared: &PreparedMessage) -> Result<(), Error> {
         match self.role {
             Role::Server if self.state == State::Open && !prepared.message().is_close() => {
+                trace::event!(
+                    self.span,
+                    TRACE,
+                    kind = kind(prepared.message()),
+                    len = prepared.message().len(),
+                    "prepared message queued"
+                );
                 self.writes.push_shared(prepared.encoded().clone());
                 Ok(())
             }
@@ -320,17 +409,36 @@ impl Core {
     /// queued, even past the write limit, and start the close deadline. Fails
     /// only for a frame that cannot be sent (bad code, reason too long).
     pub(super) fn close_by_us(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
+        let _sent = self.send_close(frame)?;
+        #[cfg(feature = "tracing")]
+        if let Some(Message::Close(frame)) = &_sent {
+            trace::event!(
+                self.span,
+                DEBUG,
+                initiator = "local",
+                code = frame.as_ref().map(|f| f.code.0),
+                reason = frame.as_ref().map(|f| f.reason.as_str()),
+                "close sent"
+            );
+        }
+        Ok(())
+    }
+
+    /// Queues our Close and enters `CloseSent`; gives back the Close it
+    /// queued, or `None` if one was sent already.
+    fn send_close(&mut self, frame: Option<CloseFrame>) -> Result<Option<Message>, Error> {
         if self.state != State::Open {
-            return Ok(());
+            return Ok(None);
         }
         // The Pong we owe goes first; a Close that cannot be encoded fails
         // before it writes anything, and changes no state.
         self.flush_pong();
-        self.queue(&Message::Close(frame))?;
+        let close = Message::Close(frame);
+        self.queue(&close)?;
         self.state = State::CloseSent;
         self.deadlines.start_close(self.config.close_timeout);
         self.changed = true;
-        Ok(())
+        Ok(Some(close))
     }
 
     /// Moves the pending Pong into the write queue if there is room for it
@@ -390,11 +498,9 @@ impl Core {
     /// Queues the Close we answer or fail with (once) and starts the close
     /// deadline.
     fn queue_close(&mut self, frame: Option<CloseFrame>) {
-        if self.state == State::Open {
-            // Our own frames (a reason cut to fit, an echoed sendable code)
-            // always encode.
-            let _ = self.close_by_us(frame);
-        }
+        // Our own frames (a reason cut to fit, an echoed sendable code)
+        // always encode.
+        let _ = self.send_close(frame);
     }
 
     /// Fails the connection (§7.1.7): our Close carries the error's code.
@@ -402,10 +508,56 @@ impl Core {
         match error.close_code() {
             Some(code) => {
                 let reason = truncate_reason(error.to_string());
+                #[cfg(feature = "tracing")]
+                self.trace_failure(&error, code, &reason);
                 self.queue_close(Some(CloseFrame::new(code, reason)));
                 self.enter_closing(Ending::Failed, Err(error));
             }
-            None => self.end(Ending::Failed, error),
+            None => {
+                trace::event!(self.span, DEBUG, error = %error, "connection failed");
+                self.end(Ending::Failed, error);
+            }
+        }
+    }
+
+    /// The event for failing the connection (§7.1.7), named by its cause.
+    #[cfg(feature = "tracing")]
+    fn trace_failure(&self, error: &Error, code: crate::message::CloseCode, reason: &str) {
+        let code = code.0;
+        match error {
+            Error::Protocol(_) => trace::event!(
+                self.span,
+                DEBUG,
+                initiator = "local",
+                code,
+                reason,
+                "protocol error by the peer: failing the connection"
+            ),
+            Error::Capacity(_) => trace::event!(
+                self.span,
+                DEBUG,
+                initiator = "local",
+                code,
+                reason,
+                "limit exceeded: failing the connection"
+            ),
+            Error::IdleTimeout => trace::event!(
+                self.span,
+                DEBUG,
+                initiator = "local",
+                code,
+                reason,
+                timeout = ?self.config.idle_timeout,
+                "idle timeout: failing the connection"
+            ),
+            _ => trace::event!(
+                self.span,
+                DEBUG,
+                initiator = "local",
+                code,
+                reason,
+                "failing the connection"
+            ),
         }
     }
 
@@ -423,11 +575,24 @@ impl Core {
     }
 
     fn set_done(&mut self, ending: Ending) {
+        trace::event!(self.span, DEBUG, ending = ?ending, "connection done");
         self.state = State::Done(ending);
         self.dropped |= self.writes.discard();
         self.pong = None;
         self.read_buf = BytesMut::new();
         self.changed = true;
+    }
+}
+
+/// A message's kind, for events.
+#[cfg(feature = "tracing")]
+fn kind(message: &Message) -> &'static str {
+    match message {
+        Message::Text(_) => "text",
+        Message::Binary(_) => "binary",
+        Message::Ping(_) => "ping",
+        Message::Pong(_) => "pong",
+        Message::Close(_) => "close",
     }
 }
 

@@ -19,6 +19,7 @@
 //! | `write_queue.rs` | encoded bytes in order, shared payloads without copies |
 //! | `mod.rs` (this) | the driver: moves bytes between the transport and the core, polls the one `Sleep`, implements `Stream` and `Sink` |
 //! | `split.rs` | the halves, and the wakers both halves share |
+//! | `prepared.rs` | [`PreparedSink`], the `Sink` of prepared messages over either |
 //! | `lock.rs` | the halves' lock, which wakes a task instead of blocking a thread |
 //!
 //! # The state machine
@@ -35,7 +36,7 @@
 //!
 //! | state | event | action | next |
 //! |---|---|---|---|
-//! | Open | bytes read | decode; a Ping gets a Pong queued (bounded, see below) | Open |
+//! | Open | bytes read | decode; a Ping gets a Pong queued (bounded, see below; none with `auto_pong` off) | Open |
 //! | Open | message sent | encode into the write queue | Open |
 //! | Open | Close sent by us | queue it past the write limit, start the close deadline, wake the reader | CloseSent |
 //! | Open | peer's Close | queue our answer (its code), start the close deadline | Closing (handshake, by peer) |
@@ -64,6 +65,7 @@
 
 mod core;
 mod lock;
+mod prepared;
 mod split;
 mod timers;
 mod write_queue;
@@ -74,12 +76,14 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::BytesMut;
+use futures_core::stream::FusedStream;
 use futures_core::Stream;
 use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{sleep_until, Instant, Sleep};
 
 use self::core::{Core, Decoded, Ending, State};
+pub use self::prepared::PreparedSink;
 pub use self::split::{ReadHalf, WriteHalf};
 use self::split::{Side, SplitWakers};
 use crate::codec::PreparedMessage;
@@ -92,7 +96,8 @@ use crate::message::{CloseCode, CloseFrame, Message};
 /// A WebSocket connection over `T`: a [`Stream`] of received [`Message`]s and a
 /// [`Sink`] of messages to send.
 ///
-/// It answers pings by itself, runs the closing handshake in both directions,
+/// It answers pings by itself (unless [`Config::auto_pong`] is off), runs the
+/// closing handshake in both directions,
 /// and fails the connection with the right close code when the peer breaks the
 /// protocol.
 ///
@@ -227,6 +232,27 @@ impl<T> WebSocket<T> {
         self.core.set_deflate(params);
     }
 
+    /// The connection's span (feature `tracing`): `websocket`, at DEBUG, with
+    /// the fields `role` and `peer`. Every event of the connection is emitted
+    /// in it (the close with who started it, its code and reason; protocol
+    /// errors, limits and timeouts at DEBUG; each message at TRACE). It is
+    /// created in the span that is current when the connection is, so it
+    /// nests under the application's own span for the connection.
+    ///
+    /// A `WebSocket` over any `T` cannot know who the peer is: record it.
+    ///
+    /// ```
+    /// use wscodec::{Config, Role, WebSocket};
+    /// let (io, _peer) = tokio::io::duplex(64);
+    /// let ws = WebSocket::from_upgraded(io, Role::Server, Config::default());
+    /// ws.span().record("peer", tracing::field::display("192.0.2.7:50312"));
+    /// ```
+    #[cfg(feature = "tracing")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
+    pub fn span(&self) -> &tracing::Span {
+        &self.core.span
+    }
+
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.core.config
@@ -248,9 +274,17 @@ impl<T> WebSocket<T> {
         self.core.writes.len()
     }
 
-    /// Whether the connection is over: the stream yields at most its last
-    /// item, then `None`.
+    /// Whether the stream has ended: it has yielded its last item (see "How
+    /// the stream ends" above) and will yield only `None`. The same as
+    /// [`FusedStream::is_terminated`], so `futures::select!` still receives
+    /// that last item.
     pub fn is_terminated(&self) -> bool {
+        self.is_done() && self.core.final_item.is_none()
+    }
+
+    /// Whether the connection is over (its last item may still be waiting to
+    /// be yielded).
+    fn is_done(&self) -> bool {
         matches!(self.core.state, State::Done(_))
     }
 
@@ -285,7 +319,7 @@ impl<T> WebSocket<T> {
     /// # }
     /// ```
     pub fn start_close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
-        if self.is_terminated() {
+        if self.is_done() {
             return Err(Error::Closed);
         }
         self.core.close_by_us(frame)?;
@@ -545,19 +579,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WebSocket<T> {
     }
 
     /// Queues a [`PreparedMessage`] (waiting while the write buffer is over its
-    /// limit) without flushing. A server connection queues the shared encoded
-    /// bytes as they are: no copy per recipient.
+    /// limit) without flushing: `SinkExt::feed` on
+    /// [`prepared_sink`](WebSocket::prepared_sink). A server connection queues
+    /// the shared encoded bytes as they are: no copy per recipient.
     pub async fn feed_prepared(&mut self, message: &PreparedMessage) -> Result<(), Error> {
-        std::future::poll_fn(|cx| self.poll_as(Side::Write, cx, Self::poll_ready_inner)).await?;
-        self.core.start_send_prepared(message)?;
-        self.wake_other(Side::Write);
-        Ok(())
+        self.prepared_sink().feed(message).await
     }
 
-    /// Sends a [`PreparedMessage`] and flushes.
+    /// Sends a [`PreparedMessage`] and flushes: `SinkExt::send` on
+    /// [`prepared_sink`](WebSocket::prepared_sink).
     pub async fn send_prepared(&mut self, message: &PreparedMessage) -> Result<(), Error> {
-        self.feed_prepared(message).await?;
-        std::future::poll_fn(|cx| self.poll_as(Side::Write, cx, Self::poll_flush_inner)).await
+        self.prepared_sink().send(message).await
     }
 }
 
@@ -566,6 +598,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Stream for WebSocket<T> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.get_mut().poll_next_inner(cx)
+    }
+}
+
+/// `true` once the stream has yielded its last item: polling it again gives
+/// only `None`.
+impl<T: AsyncRead + AsyncWrite + Unpin> FusedStream for WebSocket<T> {
+    fn is_terminated(&self) -> bool {
+        WebSocket::is_terminated(self)
     }
 }
 

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll, Wake, Waker};
 
 use bytes::BytesMut;
+use futures_core::stream::FusedStream;
 use futures_core::Stream;
 use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -29,6 +30,23 @@ use crate::codec::{encode_message, PreparedMessage};
 use crate::config::Role;
 use crate::error::Error;
 use crate::message::{CloseFrame, Message};
+
+/// What a write half hands over: a message, or a prepared one, which keeps
+/// its shared encoding on the way.
+#[derive(Debug)]
+pub(super) enum Outgoing {
+    Message(Message),
+    Prepared(PreparedMessage),
+}
+
+impl Outgoing {
+    fn queue<T>(self, ws: &mut WebSocket<T>) -> Result<(), Error> {
+        match self {
+            Outgoing::Message(message) => ws.core.start_send(message),
+            Outgoing::Prepared(prepared) => ws.core.start_send_prepared(&prepared),
+        }
+    }
+}
 
 /// Which half is polling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,7 +138,7 @@ impl SplitWakers {
 struct Shared<T> {
     ws: WakeLock<WebSocket<T>>,
     /// A message `WriteHalf::start_send` handed over while the lock was taken.
-    handoff: Mutex<Option<Message>>,
+    handoff: Mutex<Option<Outgoing>>,
     handoff_full: AtomicBool,
     wakers: SplitWakers,
 }
@@ -160,7 +178,7 @@ impl<T> Shared<T> {
             .take();
         self.handoff_full.store(false, Ordering::Release);
         if let Some(message) = message {
-            if let Err(error) = ws.core.start_send(message) {
+            if let Err(error) = message.queue(ws) {
                 // Sent after our Close: the writer hears of it next time.
                 ws.core.refused = Some(error);
             }
@@ -169,27 +187,30 @@ impl<T> Shared<T> {
 
     /// `start_send` without waiting: queue `message` now if the lock is free,
     /// else hand it over. Either way a message that cannot be sent fails here.
-    fn send_now_or_hand_over(&self, message: Message) -> Result<(), Error> {
+    fn send_now_or_hand_over(&self, message: Outgoing) -> Result<(), Error> {
         if let Some(mut ws) = self.try_lock() {
-            let result = ws.core.start_send(message);
+            let result = message.queue(&mut ws);
             ws.wake_other(Side::Write);
             return result;
         }
-        if message.is_control() {
-            // Control frames are small: encoding one is the check.
-            encode_message(
-                Role::Server,
-                &message,
-                usize::MAX,
-                None,
-                &mut BytesMut::new(),
-            )?;
+        if let Outgoing::Message(message) = &message {
+            if message.is_control() {
+                // Control frames are small: encoding one is the check. (A
+                // prepared message was checked when it was encoded.)
+                encode_message(
+                    Role::Server,
+                    message,
+                    usize::MAX,
+                    None,
+                    &mut BytesMut::new(),
+                )?;
+            }
         }
         let mut slot = self.handoff.lock().unwrap_or_else(|e| e.into_inner());
         if slot.is_some() {
             drop(slot);
             let mut ws = self.lock();
-            let result = ws.core.start_send(message);
+            let result = message.queue(&mut ws);
             ws.wake_other(Side::Write);
             return result;
         }
@@ -236,7 +257,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WebSocket<T> {
             WriteHalf {
                 shared: shared.clone(),
             },
-            ReadHalf { shared },
+            ReadHalf {
+                shared,
+                terminated: false,
+            },
         )
     }
 }
@@ -246,6 +270,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WebSocket<T> {
 #[derive(Debug)]
 pub struct ReadHalf<T> {
     shared: Arc<Shared<T>>,
+    /// The stream has yielded its last item. Kept here, not read through the
+    /// lock, so `is_terminated` answers even while the write half holds it;
+    /// only this half polls the stream, so only this half can end it.
+    terminated: bool,
 }
 
 /// The sending half of a split [`WebSocket`]: a [`Sink`] of messages.
@@ -268,7 +296,7 @@ impl<T> ReadHalf<T> {
             .into_inner()
             .unwrap_or_else(|e| e.into_inner());
         if let Some(message) = handed_over {
-            if let Err(error) = ws.core.start_send(message) {
+            if let Err(error) = message.queue(&mut ws) {
                 ws.core.refused = Some(error);
             }
         }
@@ -281,8 +309,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Stream for ReadHalf<T> {
     type Item = Result<Message, Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let mut ws = ready!(self.shared.poll_lock(Side::Read, cx));
-        ws.poll_as(Side::Read, cx, WebSocket::poll_next_inner)
+        let this = self.get_mut();
+        let mut ws = ready!(this.shared.poll_lock(Side::Read, cx));
+        let item = ws.poll_as(Side::Read, cx, WebSocket::poll_next_inner);
+        this.terminated = ws.is_terminated();
+        item
+    }
+}
+
+/// As for [`WebSocket`]: `true` once the stream has yielded its last item.
+impl<T: AsyncRead + AsyncWrite + Unpin> FusedStream for ReadHalf<T> {
+    fn is_terminated(&self) -> bool {
+        self.terminated
     }
 }
 
@@ -296,7 +334,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WriteHalf<T> {
     }
 
     fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), Error> {
-        self.shared.send_now_or_hand_over(message)
+        self.start_send_outgoing(Outgoing::Message(message))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
@@ -311,6 +349,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Sink<Message> for WriteHalf<T> {
 }
 
 impl<T> WriteHalf<T> {
+    /// `Sink::start_send` of either kind of message.
+    pub(super) fn start_send_outgoing(&self, message: Outgoing) -> Result<(), Error> {
+        self.shared.send_now_or_hand_over(message)
+    }
+
     /// [`WebSocket::start_close`] on the write half; the read half completes
     /// the close, and is woken to do it.
     pub fn start_close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
@@ -319,7 +362,7 @@ impl<T> WriteHalf<T> {
             None => {
                 // The reader holds the lock: hand the Close over and wake it
                 // to queue it and start the close deadline.
-                self.shared.send_now_or_hand_over(Message::Close(frame))?;
+                self.start_send_outgoing(Outgoing::Message(Message::Close(frame)))?;
                 self.shared.wakers.wake(Side::Read);
                 Ok(())
             }
@@ -330,23 +373,11 @@ impl<T> WriteHalf<T> {
 impl<T: AsyncRead + AsyncWrite + Unpin> WriteHalf<T> {
     /// [`WebSocket::feed_prepared`] on the write half.
     pub async fn feed_prepared(&mut self, message: &PreparedMessage) -> Result<(), Error> {
-        std::future::poll_fn(|cx| {
-            let mut ws = ready!(self.shared.poll_lock(Side::Write, cx));
-            ws.poll_as(Side::Write, cx, |ws, cx| {
-                ready!(ws.poll_ready_inner(cx))?;
-                Poll::Ready(ws.core.start_send_prepared(message))
-            })
-        })
-        .await
+        self.prepared_sink().feed(message).await
     }
 
     /// [`WebSocket::send_prepared`] on the write half.
     pub async fn send_prepared(&mut self, message: &PreparedMessage) -> Result<(), Error> {
-        self.feed_prepared(message).await?;
-        std::future::poll_fn(|cx| {
-            let mut ws = ready!(self.shared.poll_lock(Side::Write, cx));
-            ws.poll_as(Side::Write, cx, WebSocket::poll_flush_inner)
-        })
-        .await
+        self.prepared_sink().send(message).await
     }
 }
