@@ -2,6 +2,7 @@
 # The third parties the tests run against, from Debian's packages and npm:
 #   tinyproxy, squid     HTTP CONNECT proxies      (tests/proxy.rs)
 #   microsocks, dante    SOCKS5 proxies            (tests/proxy.rs)
+#   redis-server         broker of the multi-node chat (tests/broadcast_redis.rs)
 #   ws (npm)             Node's WebSocket library  (tests/node/, tests/client.rs)
 # Python's websockets comes from scripts/python-interop.sh, Chromium from
 # scripts/browser-test.sh. Installs only what is missing; safe to run again.
@@ -11,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for pair in tinyproxy:tinyproxy squid:squid microsocks:microsocks danted:dante-server; do
+for pair in tinyproxy:tinyproxy squid:squid microsocks:microsocks danted:dante-server redis-server:redis-server; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 if ((${#missing[@]})); then
@@ -23,7 +24,7 @@ if ((${#missing[@]})); then
 fi
 # The Debian packages start their daemons where an init system runs them; the
 # tests start their own on free loopback ports, so stop any that came up.
-for daemon in tinyproxy squid danted; do
+for daemon in tinyproxy squid danted redis-server; do
   pkill -x "$daemon" 2>/dev/null || true
 done
 

@@ -17,6 +17,7 @@
 # MESSAGES_<size> (messages per run: 5000 of 64 bytes, 1000 of 4096, else
 # 2000), WINDOW (64 messages in flight; below the servers' queue of 256),
 # SERVER_CPU (0), LOAD_CPU (1), CARGO_CMD (cargo). Logs in target/fanout/.
+# Two broadcast nodes through Redis, against one alone: benches/fanout/cluster.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD

@@ -49,6 +49,14 @@
 //! {"type":"leave","name":"carol","members":1,"reason":"too slow","time":1700000000000}             when dropped
 //! ```
 //!
+//! With `--redis`, also:
+//!
+//! ```text
+//! {"type":"leave","name":"dave","members":1,"reason":"node lost","time":1700000000000}             dave's node died
+//! {"type":"error","reason":"broker unavailable","text":"...","time":1700000000000}                 to a sender: that line was not sent
+//! {"type":"resync","reason":"history lost","time":1700000000000}                                   messages may be missing here
+//! ```
+//!
 //! Names are not unique: they say who wrote what, they are not accounts.
 //!
 //! # Close codes and refusals
@@ -107,9 +115,11 @@
 //! | `routes.rs` | a TCP connection until it is a WebSocket: the head, the routes, the page, refusals, the upgrade |
 //! | `session.rs` | a WebSocket connection's life: its settings and close codes, join, relay both ways, leave, close |
 //! | `hub.rs` | the rooms: members, fan-out of one [`PreparedMessage`], dropping the slow |
+//! | `cluster.rs`, `cluster.lua` | the same across nodes through Redis (`--redis`): the script, the outbox, the subscription, exactly-once delivery, presence |
 //! | `text.rs` | JSON string literals, the time stamp, names from a query |
 //! | `index.html`, `chat.css`, `chat.js` | the page, embedded in the binary by `routes.rs` |
 
+mod cluster;
 mod hub;
 mod options;
 mod routes;
@@ -127,11 +137,13 @@ use tokio::task::JoinSet;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
+use cluster::Cluster;
 use hub::Hub;
 use options::USAGE;
 use routes::handle;
 
 // Where tests/broadcast.rs, which includes this file, finds them.
+pub use cluster::ClusterStats;
 pub use options::{Options, Origins};
 pub use session::{CLOSE_GRACE, TOO_SLOW};
 
@@ -176,8 +188,32 @@ pub async fn serve(
     options: Options,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    serve_with_stats(listener, options, shutdown, Arc::default()).await
+}
+
+/// [`serve`], counting what the cluster (with [`Options::redis`]) goes
+/// through in `stats`. Fails at once if that Redis cannot be reached; once
+/// started, the node rides out Redis's outages.
+pub async fn serve_with_stats(
+    listener: TcpListener,
+    options: Options,
+    shutdown: impl Future<Output = ()>,
+    stats: Arc<ClusterStats>,
+) -> std::io::Result<()> {
+    // Dropped with this future: a `serve` that is aborted stops its cluster
+    // tasks too, as a killed process would.
+    let (cluster, cluster_tasks) = match &options.redis {
+        Some(url) => {
+            let (cluster, tasks) = Cluster::start(url, &options, stats)
+                .await
+                .map_err(|e| std::io::Error::other(format!("redis {url}: {e}")))?;
+            (Some(cluster), Some(tasks))
+        }
+        None => (None, None),
+    };
     let server = Arc::new(Server {
         hub: Hub::default(),
+        cluster: cluster.clone(),
         slots: Arc::new(Semaphore::new(options.max_connections)),
         shutdown: CancellationToken::new(),
         options,
@@ -193,7 +229,7 @@ pub async fn serve(
                 }
                 Err(e) => {
                     // Out of file descriptors, say: wait for some to be given back.
-                    eprintln!("accept: {e}");
+                    tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
@@ -210,12 +246,19 @@ pub async fn serve(
     {
         connections.shutdown().await;
     }
+    if let (Some(cluster), Some(tasks)) = (cluster, cluster_tasks) {
+        // The leaves of the members just closed go out to the other nodes.
+        cluster.close(tasks, CLOSE_GRACE).await;
+    }
     Ok(())
 }
 
 /// What every connection of one [`serve`] shares.
 struct Server {
     hub: Hub,
+    /// The other nodes, through Redis (`--redis`); `None`: this node alone,
+    /// through `hub`.
+    cluster: Option<Arc<Cluster>>,
     /// One permit per open WebSocket connection.
     slots: Arc<Semaphore>,
     shutdown: CancellationToken,
@@ -243,6 +286,17 @@ async fn stop_signal() {
 #[allow(dead_code)] // the integration test includes this file for the functions above
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    // RUST_LOG=debug shows every connection that ends badly (resets, bad
+    // handshakes); the default shows startup, Redis trouble and real errors.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        // No colour codes in a log file or a test's captured output.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
     let options = match Options::parse(std::env::args().skip(1), |k| std::env::var(k).ok()) {
         Ok(Some(options)) => options,
         Ok(None) => {
@@ -258,22 +312,23 @@ async fn main() -> std::process::ExitCode {
     let listener = match listen(&options.addr).await {
         Ok(listener) => listener,
         Err(e) => {
-            eprintln!("broadcast: cannot listen on {}: {e}", options.addr);
+            tracing::error!("cannot listen on {}: {e}", options.addr);
             return std::process::ExitCode::FAILURE;
         }
     };
     match listener.local_addr() {
+        // On stdout, as before: scripts read the URL from this line.
         Ok(addr) => println!("chat server listening on http://{addr}/ (Ctrl-C to stop)"),
-        Err(e) => eprintln!("broadcast: {e}"),
+        Err(e) => tracing::warn!(error = %e, "no local address"),
     }
     let stop = async {
         stop_signal().await;
-        eprintln!("shutting down: closing every connection with 1001");
+        tracing::info!("shutting down: closing every connection with 1001");
     };
     match serve(listener, options, stop).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("broadcast: {e}");
+            tracing::error!("{e}");
             std::process::ExitCode::FAILURE
         }
     }

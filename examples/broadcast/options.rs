@@ -7,13 +7,22 @@
 
 use wscodec::handshake::Request;
 
+use std::time::Duration;
+
 pub(crate) const USAGE: &str = "usage: broadcast [ADDRESS] [--max-connections N] [--allow-origin ORIGIN]... [--queue N]
+                 [--redis URL [--node-id ID] [--presence-ttl SECONDS]]
   ADDRESS                 where to listen (env BROADCAST_ADDR; default 127.0.0.1:9002)
   --max-connections N     WebSocket connections at once (env BROADCAST_MAX_CONNECTIONS; default 1000)
   --allow-origin ORIGIN   allowed browser Origin, repeatable; * for any
                           (env BROADCAST_ALLOWED_ORIGINS, comma-separated; default: this server's own)
   --queue N               messages queued per client before it is dropped as too slow
-                          (env BROADCAST_QUEUE; default 256)";
+                          (env BROADCAST_QUEUE; default 256)
+  --redis URL             run as one node of a cluster sharing rooms through this Redis,
+                          e.g. redis://127.0.0.1:6379/ (env BROADCAST_REDIS; default: alone)
+  --node-id ID            this node's name in the cluster, 1 to 32 of A-Z a-z 0-9 _ -
+                          (env BROADCAST_NODE_ID; default random)
+  --presence-ttl SECONDS  how long the cluster keeps a silent node's members
+                          (env BROADCAST_PRESENCE_TTL; default 15)";
 
 /// Which browser origins may open a WebSocket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +46,19 @@ pub struct Options {
     pub origins: Origins,
     /// Messages queued per client before it is dropped as too slow.
     pub queue_capacity: usize,
+    /// The Redis that makes this server one node of a cluster; `None`: alone.
+    pub redis: Option<String>,
+    /// This node's name in the cluster; `None`: a random one.
+    pub node_id: Option<String>,
+    /// How long the cluster keeps the members of a node that stopped
+    /// refreshing its presence (it died without saying goodbye).
+    pub presence_ttl: Duration,
+    /// How long the node waits for its own liveness probe to come back through
+    /// its Redis subscription before it takes the subscription for dead.
+    pub probe_timeout: Duration,
+    /// Chat lines a node holds for Redis while it cannot publish them; one
+    /// more is refused with an error notice to its sender.
+    pub outbox_capacity: usize,
 }
 
 impl Default for Options {
@@ -46,6 +68,11 @@ impl Default for Options {
             max_connections: 1000,
             origins: Origins::SameHost,
             queue_capacity: 256,
+            redis: None,
+            node_id: None,
+            presence_ttl: Duration::from_secs(15),
+            probe_timeout: Duration::from_secs(3),
+            outbox_capacity: 1024,
         }
     }
 }
@@ -71,6 +98,15 @@ impl Options {
         if let Some(n) = env("BROADCAST_QUEUE") {
             options.queue_capacity = positive("BROADCAST_QUEUE", &n)?;
         }
+        if let Some(url) = env("BROADCAST_REDIS").filter(|u| !u.is_empty()) {
+            options.redis = Some(url);
+        }
+        if let Some(id) = env("BROADCAST_NODE_ID").filter(|u| !u.is_empty()) {
+            options.node_id = Some(node_id("BROADCAST_NODE_ID", id)?);
+        }
+        if let Some(n) = env("BROADCAST_PRESENCE_TTL") {
+            options.presence_ttl = seconds("BROADCAST_PRESENCE_TTL", &n)?;
+        }
 
         let mut allowed = Vec::new();
         let mut args = args.into_iter();
@@ -90,6 +126,9 @@ impl Options {
                 "--max-connections" => options.max_connections = positive(&flag, &value()?)?,
                 "--queue" => options.queue_capacity = positive(&flag, &value()?)?,
                 "--allow-origin" => allowed.push(value()?),
+                "--redis" => options.redis = Some(value()?),
+                "--node-id" => options.node_id = Some(node_id(&flag, value()?)?),
+                "--presence-ttl" => options.presence_ttl = seconds(&flag, &value()?)?,
                 _ if flag.starts_with('-') => return Err(format!("unknown option {flag}")),
                 _ => options.addr = arg,
             }
@@ -122,6 +161,32 @@ fn positive(what: &str, value: &str) -> Result<usize, String> {
     match value.trim().parse() {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(format!("{what}: expected a positive number, got {value:?}")),
+    }
+}
+
+fn seconds(what: &str, value: &str) -> Result<Duration, String> {
+    // At least 3 s: a node refreshes its presence every third of it.
+    match value.trim().parse() {
+        Ok(n) if (3..=86_400).contains(&n) => Ok(Duration::from_secs(n)),
+        _ => Err(format!(
+            "{what}: expected 3 to 86400 seconds, got {value:?}"
+        )),
+    }
+}
+
+/// A node id goes into Redis key and channel names, and between the fields
+/// of the envelopes: a small alphabet keeps it from breaking either.
+fn node_id(what: &str, value: String) -> Result<String, String> {
+    let ok = (1..=32).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(value)
+    } else {
+        Err(format!(
+            "{what}: expected 1 to 32 of A-Z a-z 0-9 _ -, got {value:?}"
+        ))
     }
 }
 
@@ -183,5 +248,28 @@ mod tests {
         assert!(parse(&["--queue", "0"], &[]).is_err());
         assert!(parse(&["--frobnicate"], &[]).is_err());
         assert!(parse(&["--queue"], &[]).is_err());
+    }
+
+    #[test]
+    fn redis_is_opt_in_and_node_ids_are_checked() {
+        let alone = parse(&[], &[]).unwrap().unwrap();
+        assert_eq!(alone.redis, None);
+        let env = [
+            ("BROADCAST_REDIS", "redis://127.0.0.1:1/"),
+            ("BROADCAST_NODE_ID", "east-1"),
+            ("BROADCAST_PRESENCE_TTL", "5"),
+        ];
+        let node = parse(&[], &env).unwrap().unwrap();
+        assert_eq!(node.redis.as_deref(), Some("redis://127.0.0.1:1/"));
+        assert_eq!(node.node_id.as_deref(), Some("east-1"));
+        assert_eq!(node.presence_ttl, Duration::from_secs(5));
+        let node = parse(&["--redis=redis://r/", "--node-id", "b"], &env)
+            .unwrap()
+            .unwrap();
+        assert_eq!(node.redis.as_deref(), Some("redis://r/"));
+        assert_eq!(node.node_id.as_deref(), Some("b"));
+        assert!(parse(&["--node-id", "a b"], &[]).is_err());
+        assert!(parse(&["--node-id", "a/b"], &[]).is_err());
+        assert!(parse(&["--presence-ttl", "1"], &[]).is_err());
     }
 }

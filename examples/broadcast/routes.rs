@@ -7,6 +7,7 @@
 //! It never reads or writes a WebSocket message: an accepted upgrade is handed
 //! to [`session`](super::session).
 
+use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,8 +59,22 @@ pub(crate) async fn handle(mut tcp: TcpStream, peer: SocketAddr, server: Arc<Ser
             Ok(())
         }
     };
-    if let Err(e) = result {
-        eprintln!("{peer}: {e}");
+    match result {
+        Ok(()) => {}
+        // A peer that goes away mid-request is its own business, not the
+        // server's: seen with RUST_LOG=debug only.
+        Err(Error::Io(e))
+            if matches!(
+                e.kind(),
+                ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::BrokenPipe
+                    | ErrorKind::UnexpectedEof
+            ) =>
+        {
+            tracing::debug!(%peer, error = %e, "connection reset");
+        }
+        Err(e) => tracing::info!(%peer, error = %e, "connection failed"),
     }
 }
 

@@ -20,7 +20,7 @@ use wscodec::{
     WriteHalf,
 };
 
-use super::hub::Hub;
+use super::cluster::refused_notice;
 use super::text::{clean_name, now_millis, push_json_string};
 use super::Server;
 
@@ -68,20 +68,39 @@ pub(crate) async fn chat(
     let (mut sink, mut stream) = ws.split();
     let (queue_tx, mut queue) = mpsc::channel(server.options.queue_capacity);
     let dropped = CancellationToken::new();
-    let id = server.hub.join(room, &name, queue_tx, dropped.clone());
+    // In a cluster the session keeps a sender of its own queue, for the
+    // notices of what Redis did not take; alone, the hub holds the only one
+    // (and letting go of it means the member was dropped).
+    let (id, own_queue) = match &server.cluster {
+        Some(cluster) => {
+            let own = queue_tx.clone();
+            (
+                cluster.enter(room, &name, queue_tx, dropped.clone()),
+                Some(own),
+            )
+        }
+        None => (
+            server.hub.join(room, &name, queue_tx, dropped.clone()),
+            None,
+        ),
+    };
 
     let end = tokio::select! {
         biased;
         () = server.shutdown.cancelled() => End::Close(CloseFrame::new(SHUTTING_DOWN, "server shutting down")),
         () = dropped.cancelled() => End::Close(CloseFrame::new(TOO_SLOW, "too slow")),
-        () = receive(&mut stream, &server.hub, room, id, name) => End::Peer,
+        () = receive(&mut stream, server, room, id, name, own_queue) => End::Peer,
         result = forward(&mut sink, &mut queue) => match result {
-            // The hub let go of our queue: only when it dropped us.
+            // The hub let go of our queue: only when it dropped us (a
+            // cluster member keeps a sender itself, and learns it from `dropped`).
             Ok(()) => End::Close(CloseFrame::new(TOO_SLOW, "too slow")),
             Err(_) => End::Peer,
         },
     };
-    server.hub.leave(room, id);
+    match &server.cluster {
+        Some(cluster) => cluster.leave(room, id),
+        None => server.hub.leave(room, id),
+    }
     if let End::Close(frame) = end {
         // Our Close goes out after what is already queued (a slow reader gets
         // its backlog first), then the peer's reply ends the stream; a peer
@@ -97,10 +116,11 @@ pub(crate) async fn chat(
 /// Relays what the member sends to its room until its stream ends.
 async fn receive(
     stream: &mut ReadHalf<TcpStream>,
-    hub: &Hub,
+    server: &Server,
     room: &str,
     id: u64,
     mut name: String,
+    own_queue: Option<mpsc::Sender<PreparedMessage>>,
 ) {
     while let Some(message) = stream.next().await {
         // After an error the stream runs the close and then ends: keep polling.
@@ -109,7 +129,10 @@ async fn receive(
             Message::Text(text) if text.trim().is_empty() => continue,
             Message::Text(text) if text.starts_with("/name ") => {
                 let new_name = clean_name(&text["/name ".len()..]);
-                hub.rename(room, id, &new_name);
+                match &server.cluster {
+                    Some(cluster) => cluster.rename(room, id, &name, &new_name),
+                    None => server.hub.rename(room, id, &new_name),
+                }
                 name = new_name;
                 continue;
             }
@@ -126,8 +149,22 @@ async fn receive(
             // Pings are answered and the closing handshake run by the WebSocket.
             _ => continue,
         };
+        if let Some(cluster) = &server.cluster {
+            // Encoded once per node, by the dispatcher, from what Redis sends back.
+            if cluster.send(room, id, &message).is_err() {
+                let text = match &message {
+                    Message::Text(json) => Some(json.as_str()),
+                    _ => None,
+                };
+                if let Some(own) = &own_queue {
+                    // Full: the member is about to be dropped as too slow anyway.
+                    let _ = own.try_send(refused_notice(text));
+                }
+            }
+            continue;
+        }
         let prepared = PreparedMessage::new(message).expect("data messages always encode");
-        hub.broadcast(room, &prepared);
+        server.hub.broadcast(room, &prepared);
     }
 }
 
