@@ -18,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ALL_TARGETS=(decode message handshake_request handshake_response roundtrip stream decode_chaos proxy_reply)
+ALL_TARGETS=(decode message handshake_request handshake_response roundtrip stream decode_chaos proxy_reply h2_request)
 seconds=${1:-30}
 if [[ $# -gt 0 ]]; then shift; fi
 targets=("$@")

@@ -43,7 +43,7 @@
 //!           accept, connect  the handshake over a transport, then a WebSocket
 //!        ─▶ proxy/     HTTP CONNECT and SOCKS5 tunnels
 //!           client/    connect_url, Connector: DNS, TCP, proxy, TLS (feature)
-//!           axum       an axum extractor (feature)
+//!           axum, h2/  an axum extractor, WebSockets over HTTP/2 (features)
 //! ```
 //!
 //! `ARCHITECTURE.md` in the repository maps the modules, one message's path
@@ -75,6 +75,8 @@ pub mod deflate;
 pub mod error;
 pub mod extension;
 pub mod frame;
+#[cfg(feature = "http2")]
+pub mod h2;
 pub mod handshake;
 pub mod mask;
 pub mod message;
