@@ -39,6 +39,13 @@ pub enum Error {
     AbnormalClosure(AbnormalClosure),
     /// A proxy did not give us a tunnel to the server.
     Proxy(crate::proxy::ProxyError),
+    /// A WebSocket over HTTP/2 could not be opened for a reason HTTP/1.1 has
+    /// no word for: the server did not allow extended CONNECT, or HTTP/2
+    /// itself failed (feature `http2`). A refusal with a status, and every
+    /// other handshake failure, is an [`Error::Handshake`] as over HTTP/1.1.
+    #[cfg(feature = "http2")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http2")))]
+    Http2(crate::h2::H2Error),
 }
 
 /// How a connection ended without a closing handshake; see
@@ -100,6 +107,8 @@ impl fmt::Display for Error {
             Error::IdleTimeout => f.write_str("no frame arrived within the idle timeout"),
             Error::AbnormalClosure(e) => write!(f, "abnormal closure (1006): {e}"),
             Error::Proxy(e) => write!(f, "proxy: {e}"),
+            #[cfg(feature = "http2")]
+            Error::Http2(e) => write!(f, "{e}"),
         }
     }
 }
@@ -113,6 +122,8 @@ impl std::error::Error for Error {
             Error::Handshake(e) => Some(e),
             Error::Usage(e) => Some(e),
             Error::Proxy(e) => Some(e),
+            #[cfg(feature = "http2")]
+            Error::Http2(e) => Some(e),
             _ => None,
         }
     }
@@ -121,6 +132,19 @@ impl std::error::Error for Error {
 impl From<crate::proxy::ProxyError> for Error {
     fn from(e: crate::proxy::ProxyError) -> Self {
         Error::Proxy(e)
+    }
+}
+
+/// A handshake failure stays an [`Error::Handshake`] (so a 401 or a redirect
+/// matches the same way over HTTP/1.1 and HTTP/2); the rest is
+/// [`Error::Http2`].
+#[cfg(feature = "http2")]
+impl From<crate::h2::H2Error> for Error {
+    fn from(e: crate::h2::H2Error) -> Self {
+        match e {
+            crate::h2::H2Error::Handshake(e) => Error::Handshake(e),
+            e => Error::Http2(e),
+        }
     }
 }
 

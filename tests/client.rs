@@ -334,7 +334,10 @@ async fn a_refused_first_address_falls_through_to_the_next() {
     .unwrap();
     assert_eq!(response.status(), 101);
     assert!(!ws.get_ref().is_tls());
-    assert!(ws.get_ref().tcp().nodelay().unwrap(), "TCP_NODELAY is set");
+    assert!(
+        ws.get_ref().tcp().unwrap().nodelay().unwrap(),
+        "TCP_NODELAY is set"
+    );
     ws.send(Message::text("through")).await.unwrap();
     assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("through"));
     ws.close().await.unwrap();

@@ -384,3 +384,51 @@ async fn a_custom_host_header_is_sent_once_in_place_of_the_authority() {
         .collect();
     assert_eq!(hosts, ["Host: chat.example"], "{head}");
 }
+
+/// Regression: `Reject::new` used to turn every status outside 400–599 into
+/// 500, so a wscodec server could not redirect a WebSocket (RFC 6455 §4.1).
+#[tokio::test]
+async fn a_server_redirects_with_a_3xx_reject_and_the_connector_follows_it() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let ws =
+                    wscodec::accept_with(tcp, wscodec::Config::default(), |r| match r.path() {
+                        "/old" => {
+                            Err(wscodec::handshake::Reject::new(307).header("Location", "/new"))
+                        }
+                        _ => Ok(wscodec::handshake::Accept::new()),
+                    })
+                    .await;
+                if let Ok(mut ws) = ws {
+                    while let Some(Ok(m)) = ws.next().await {
+                        if !m.is_control() && ws.send(m).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let url = format!("ws://{addr}/old");
+    let refused = wscodec::client::Connector::new()
+        .connect(&url)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, Error::Handshake(HandshakeError::UnexpectedStatus(r))
+            if r.status() == 307 && r.headers().get("location") == Some("/new")),
+        "{refused:?}"
+    );
+    let (mut ws, response) = wscodec::client::Connector::new()
+        .max_redirects(1)
+        .connect(&url)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 101);
+    ws.send(Message::text("moved")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("moved"));
+}

@@ -97,8 +97,19 @@ pub struct Connector {
     connect_timeout: Option<Duration>,
     max_redirects: usize,
     route: Route,
+    /// Offer `h2` by ALPN and open the WebSocket as an RFC 8441 stream.
+    #[cfg_attr(not(feature = "rustls"), allow(dead_code))]
+    http2: bool,
     #[cfg(feature = "rustls")]
     tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
+/// A connection ready for the handshake: a byte stream for HTTP/1.1, or TLS
+/// whose server chose `h2`.
+enum Opened {
+    Stream(ClientStream),
+    #[cfg(all(feature = "http2", feature = "rustls"))]
+    Http2(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
 impl Default for Connector {
@@ -115,6 +126,7 @@ impl Connector {
             connect_timeout: Some(Duration::from_secs(10)),
             max_redirects: 0,
             route: Route::Direct,
+            http2: false,
             #[cfg(feature = "rustls")]
             tls: None,
         }
@@ -174,13 +186,42 @@ impl Connector {
     }
 
     /// The rustls config for `wss://`, e.g. trusting a private CA. Its ALPN
-    /// list, if empty, gets `http/1.1`; one the caller filled is used as it is,
-    /// and a server that picks a protocol other than `http/1.1` from it fails
+    /// list, if empty or `http/1.1` alone (as [`tls::client_config`] makes
+    /// it), becomes `http/1.1`, or `h2, http/1.1` with
+    /// [`http2`](Self::http2); any other list the caller filled is used as it
+    /// is, and a server that picks a protocol we do not speak from it fails
     /// the connection.
     #[cfg(feature = "rustls")]
     #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
     pub fn tls_config(mut self, config: std::sync::Arc<rustls::ClientConfig>) -> Self {
-        self.tls = Some(tls::with_alpn(config));
+        self.tls = Some(config);
+        self
+    }
+
+    /// Asks for WebSockets over HTTP/2 (RFC 8441) on `wss://`: TLS offers
+    /// ALPN `h2` before `http/1.1`. A server that picks `h2` gets an
+    /// extended CONNECT on a new HTTP/2 connection, whose task is spawned on
+    /// the current tokio runtime and ends with the WebSocket; the
+    /// [`Response`] is then the `200` (or, for a refusal, the status, headers
+    /// and first [`Limits::max_response_body`](crate::Limits::max_response_body)
+    /// bytes of the body, as over HTTP/1.1, so redirects work alike) and the
+    /// transport is [`ClientStream::Http2`]. A server that picks `http/1.1`,
+    /// or no ALPN, gets the HTTP/1.1 upgrade as without this option: that is
+    /// ALPN's choice, made before any WebSocket request.
+    ///
+    /// A server that picks `h2` but has not advertised
+    /// `SETTINGS_ENABLE_CONNECT_PROTOCOL` (RFC 8441 §3) fails with
+    /// [`Error::Http2`] of [`H2Error::ExtendedConnectDisabled`](crate::h2::H2Error::ExtendedConnectDisabled):
+    /// nothing is retried over HTTP/1.1 behind the caller's back. `ws://` is
+    /// unaffected (HTTP/2 without TLS needs prior knowledge; use
+    /// [`h2::connect`](crate::h2::connect) on your own connection). Each
+    /// call opens its own connection; to put many WebSockets on one, share
+    /// an `h2::client::SendRequest` and call `h2::connect` for each. Default:
+    /// off.
+    #[cfg(all(feature = "http2", feature = "rustls"))]
+    #[cfg_attr(docsrs, doc(cfg(all(feature = "http2", feature = "rustls"))))]
+    pub fn http2(mut self, on: bool) -> Self {
+        self.http2 = on;
         self
     }
 
@@ -257,7 +298,7 @@ impl Connector {
         }
         let deadline = self.connect_timeout.map(|t| Instant::now() + t);
         let open = self.open(&request, deadline);
-        let stream = match deadline {
+        let opened = match deadline {
             Some(d) => tokio::time::timeout_at(d, open).await.unwrap_or_else(|_| {
                 Err(timed_out(
                     &request,
@@ -266,13 +307,20 @@ impl Connector {
             })?,
             None => open.await?,
         };
+        // One arm without HTTP/2.
+        #[allow(clippy::infallible_destructuring_match)]
+        let stream = match opened {
+            Opened::Stream(stream) => stream,
+            #[cfg(all(feature = "http2", feature = "rustls"))]
+            Opened::Http2(tls) => return self.connect_http2(tls, request).await,
+        };
         let request = if stream.is_tls() {
             request.secure_transport()
         } else {
             request
         };
         #[cfg(feature = "tracing")]
-        let peer = stream.tcp().peer_addr().ok();
+        let peer = stream.tcp().and_then(|tcp| tcp.peer_addr().ok());
         let (ws, response) =
             crate::connect::connect_with(stream, request, self.config.clone()).await?;
         // The connection's span names the server (the proxy, through a tunnel).
@@ -283,12 +331,52 @@ impl Connector {
         Ok((ws, response))
     }
 
+    /// The handshake of RFC 8441 on a new HTTP/2 connection over `tls`.
+    #[cfg(all(feature = "http2", feature = "rustls"))]
+    async fn connect_http2(
+        &self,
+        tls: Box<tokio_rustls::client::TlsStream<TcpStream>>,
+        request: ClientRequest,
+    ) -> Result<(WebSocket<ClientStream>, Response), Error> {
+        #[cfg(feature = "tracing")]
+        let peer = tls.get_ref().0.peer_addr().ok();
+        let h2_request = request.to_h2_request()?;
+        // No stream may open until the server's SETTINGS say how many: so
+        // the first CONNECT knows at once whether extended CONNECT is on.
+        let (mut send_request, connection) = ::h2::client::Builder::new()
+            .initial_max_send_streams(0)
+            .handshake::<_, bytes::Bytes>(*tls)
+            .await
+            .map_err(crate::h2::H2Error::from)?;
+        // Driven until the server goes away or, once `send_request` is
+        // dropped below, the WebSocket's stream ends: then the connection
+        // closes with GOAWAY and the task returns.
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let (stream, head, extensions) =
+            crate::h2::client_open(&mut send_request, h2_request, &self.config).await?;
+        let ws = WebSocket::with_extensions(
+            ClientStream::Http2(stream),
+            crate::Role::Client,
+            self.config.clone(),
+            bytes::BytesMut::new(),
+            &extensions,
+        );
+        #[cfg(feature = "tracing")]
+        if let Some(peer) = peer {
+            ws.span().record("peer", tracing::field::display(peer));
+        }
+        let (head, ()) = head.into_parts();
+        Ok((ws, Response::from_http_head(&head)))
+    }
+
     /// TCP (or the proxy's tunnel), `TCP_NODELAY`, and TLS for `wss://`.
     async fn open(
         &self,
         request: &ClientRequest,
         deadline: Option<Instant>,
-    ) -> Result<ClientStream, Error> {
+    ) -> Result<Opened, Error> {
         let host = request.server_name();
         let port = request.port();
         let proxy = match &self.route {
@@ -309,13 +397,21 @@ impl Connector {
         };
         tcp.set_nodelay(true)?;
         if !request.is_secure() {
-            return Ok(ClientStream::Plain(tcp));
+            return Ok(Opened::Stream(ClientStream::Plain(tcp)));
         }
         #[cfg(feature = "rustls")]
         {
-            let config = self.tls.clone().unwrap_or_else(tls::default_config);
-            let tls = tls::handshake(tcp, host, config).await?;
-            Ok(ClientStream::Tls(Box::new(tls)))
+            let config = match &self.tls {
+                Some(config) => tls::with_alpn(config.clone(), self.http2),
+                None => tls::default_config(self.http2),
+            };
+            let (tls, chose_h2) = tls::handshake(tcp, host, config, self.http2).await?;
+            #[cfg(feature = "http2")]
+            if chose_h2 {
+                return Ok(Opened::Http2(Box::new(tls)));
+            }
+            let _ = chose_h2;
+            Ok(Opened::Stream(ClientStream::Tls(Box::new(tls))))
         }
         #[cfg(not(feature = "rustls"))]
         {

@@ -4,7 +4,9 @@
 //! (webpki-roots), compiled in, the same on every machine; with feature
 //! `rustls-native-roots`, the platform's roots instead (rustls-native-certs),
 //! falling back to Mozilla's if the platform has none. ALPN offers
-//! `http/1.1` (RFC 6455 runs over HTTP/1.1; RFC 7301).
+//! `http/1.1` (RFC 6455 runs over HTTP/1.1; RFC 7301), and `h2` before it
+//! when [`Connector::http2`](crate::client::Connector::http2) asks for
+//! WebSockets over HTTP/2 (RFC 8441).
 //!
 //! To trust a private CA as well, build a config from
 //! [`default_root_store`] plus your certificate:
@@ -36,6 +38,18 @@ use crate::error::{Error, HandshakeError};
 
 /// The ALPN protocol offered (RFC 7301): a WebSocket handshake is HTTP/1.1.
 const HTTP_1_1: &[u8] = b"http/1.1";
+/// HTTP/2 over TLS (RFC 9113 §3.2), offered first when asked for.
+const H2: &[u8] = b"h2";
+
+/// The ALPN list offered: `h2` first when HTTP/2 is wanted, so a server
+/// that speaks both picks it, and `http/1.1` for one that does not.
+fn alpn(http2: bool) -> Vec<Vec<u8>> {
+    if http2 {
+        vec![H2.to_vec(), HTTP_1_1.to_vec()]
+    } else {
+        vec![HTTP_1_1.to_vec()]
+    }
+}
 
 /// The roots trusted by default: the platform's with feature
 /// `rustls-native-roots` (Mozilla's if the platform yields none), else
@@ -72,22 +86,32 @@ pub fn client_config(roots: RootCertStore) -> Arc<ClientConfig> {
 
 /// The config used when the caller gives none: built once per process
 /// (loading the platform's roots is slow), shared by every connection so
-/// that sessions resume.
-pub(crate) fn default_config() -> Arc<ClientConfig> {
-    static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| client_config(default_root_store()))
-        .clone()
+/// that sessions resume; one for each ALPN list.
+pub(crate) fn default_config(http2: bool) -> Arc<ClientConfig> {
+    static HTTP1: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+    static HTTP2: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+    if http2 {
+        HTTP2
+            .get_or_init(|| with_alpn(client_config(default_root_store()), true))
+            .clone()
+    } else {
+        HTTP1
+            .get_or_init(|| client_config(default_root_store()))
+            .clone()
+    }
 }
 
-/// A caller's config, with ALPN `http/1.1` added when its ALPN list is
-/// empty; a list the caller filled is left as it is.
-pub(crate) fn with_alpn(config: Arc<ClientConfig>) -> Arc<ClientConfig> {
-    if !config.alpn_protocols.is_empty() {
+/// A config with the ALPN list for `http2`, put in place of an empty list or
+/// of the `http/1.1` alone that [`client_config`] sets; any other list the
+/// caller filled is left as it is.
+pub(crate) fn with_alpn(config: Arc<ClientConfig>, http2: bool) -> Arc<ClientConfig> {
+    let wanted = alpn(http2);
+    let ours = config.alpn_protocols.is_empty() || config.alpn_protocols == alpn(false);
+    if !ours || config.alpn_protocols == wanted {
         return config;
     }
     let mut config = Arc::unwrap_or_clone(config);
-    config.alpn_protocols = vec![HTTP_1_1.to_vec()];
+    config.alpn_protocols = wanted;
     Arc::new(config)
 }
 
@@ -103,29 +127,35 @@ fn server_name(host: &str) -> Result<ServerName<'static>, Error> {
     })
 }
 
-/// Runs the TLS handshake over `tcp` for `host`.
+/// Runs the TLS handshake over `tcp` for `host`, and says whether the
+/// server chose `h2`, which only `http2` allows.
 pub(crate) async fn handshake(
     tcp: TcpStream,
     host: &str,
     config: Arc<ClientConfig>,
-) -> Result<TlsStream<TcpStream>, Error> {
+    http2: bool,
+) -> Result<(TlsStream<TcpStream>, bool), Error> {
     let name = server_name(host)?;
     let tls = TlsConnector::from(config).connect(name, tcp).await?;
-    // A server that picked another protocol (h2) would not understand the
-    // HTTP/1.1 upgrade that follows.
-    if let Some(protocol) = tls.get_ref().1.alpn_protocol() {
-        if protocol != HTTP_1_1 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!(
-                    "the TLS server chose ALPN protocol {:?}, not http/1.1",
-                    String::from_utf8_lossy(protocol)
-                ),
-            )
-            .into());
-        }
+    // A server that picked another protocol would not understand the
+    // handshake that follows. No ALPN answer at all means HTTP/1.1.
+    match tls.get_ref().1.alpn_protocol() {
+        None | Some(HTTP_1_1) => Ok((tls, false)),
+        Some(H2) if http2 => Ok((tls, true)),
+        Some(protocol) => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "the TLS server chose ALPN protocol {:?}, which this client does not speak{}",
+                String::from_utf8_lossy(protocol),
+                if protocol == H2 {
+                    " without Connector::http2"
+                } else {
+                    ""
+                }
+            ),
+        )
+        .into()),
     }
-    Ok(tls)
 }
 
 #[cfg(test)]
@@ -150,7 +180,7 @@ mod tests {
     }
 
     #[test]
-    fn alpn_is_added_only_to_an_empty_list() {
+    fn alpn_is_set_only_where_the_caller_chose_no_other_protocol() {
         let bare =
             ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
                 .with_safe_default_protocol_versions()
@@ -159,9 +189,25 @@ mod tests {
                 .with_no_client_auth();
         let mut own = bare.clone();
         own.alpn_protocols = vec![b"x-mine".to_vec()];
-        assert_eq!(with_alpn(Arc::new(bare)).alpn_protocols, [b"http/1.1"]);
-        assert_eq!(with_alpn(Arc::new(own)).alpn_protocols, [b"x-mine"]);
-        assert_eq!(default_config().alpn_protocols, [b"http/1.1"]);
+        assert_eq!(
+            with_alpn(Arc::new(bare.clone()), false).alpn_protocols,
+            [b"http/1.1"]
+        );
+        assert_eq!(
+            with_alpn(Arc::new(bare), true).alpn_protocols,
+            [&b"h2"[..], b"http/1.1"]
+        );
+        assert_eq!(with_alpn(Arc::new(own), true).alpn_protocols, [b"x-mine"]);
+        assert_eq!(default_config(false).alpn_protocols, [b"http/1.1"]);
+        assert_eq!(
+            default_config(true).alpn_protocols,
+            [&b"h2"[..], b"http/1.1"]
+        );
+        // A config from client_config() is ours to extend with h2.
+        assert_eq!(
+            with_alpn(client_config(RootCertStore::empty()), true).alpn_protocols,
+            [&b"h2"[..], b"http/1.1"]
+        );
         assert!(!default_root_store().is_empty());
     }
 }

@@ -17,6 +17,7 @@ use super::H2Error;
 use crate::config::{Config, Role};
 use crate::error::HandshakeError;
 use crate::extension::Extensions;
+use crate::handshake::Response;
 use crate::websocket::WebSocket;
 
 /// How long [`connect`] waits for the server's first SETTINGS when they
@@ -72,7 +73,20 @@ pub async fn connect(
     request: ::http::Request<()>,
     config: Config,
 ) -> Result<(WebSocket<H2Stream>, ::http::Response<()>), H2Error> {
-    let (request, offered) = extended_connect(request, &config)?;
+    let (stream, head, extensions) = open(send_request, request, &config).await?;
+    let ws = WebSocket::with_extensions(stream, Role::Client, config, BytesMut::new(), &extensions);
+    Ok((ws, head))
+}
+
+/// [`connect`] up to the WebSocket: the stream, the `2xx` head and the
+/// extensions agreed, for a caller that puts the stream in a type of its
+/// own ([`Connector`](crate::client::Connector)'s `ClientStream`).
+pub(crate) async fn open(
+    send_request: &mut SendRequest<Bytes>,
+    request: ::http::Request<()>,
+    config: &Config,
+) -> Result<(H2Stream, ::http::Response<()>, Extensions), H2Error> {
+    let (request, offered) = extended_connect(request, config)?;
     poll_fn(|cx| send_request.poll_ready(cx)).await?;
     let wait = config
         .handshake_timeout
@@ -80,6 +94,7 @@ pub async fn connect(
     if !settings_allow_connect(send_request, wait).await {
         return Err(H2Error::ExtendedConnectDisabled);
     }
+    let started = Instant::now();
     let (response, mut send) = send_request.send_request(request, false)?;
     let response = match config.handshake_timeout {
         Some(t) => match tokio::time::timeout(t, response).await {
@@ -91,28 +106,62 @@ pub async fn connect(
         },
         None => response.await?,
     };
-    let (parts, recv) = response.into_parts();
-    let head = ::http::Response::from_parts(parts, ());
+    let (parts, mut recv) = response.into_parts();
     // RFC 9110 §9.3.6: any 2xx to a CONNECT opens the tunnel.
-    if !head.status().is_success() {
+    if !parts.status.is_success() {
+        let mut refused = Response::from_http_head(&parts);
+        let deadline = config.handshake_timeout.map(|t| started + t);
+        let (body, truncated) =
+            read_body(&mut recv, config.limits.max_response_body, deadline).await;
+        refused.set_body(body, truncated);
         send.send_reset(::h2::Reason::CANCEL);
-        return Err(H2Error::Refused(Box::new(head)));
+        return Err(HandshakeError::UnexpectedStatus(Box::new(refused)).into());
     }
-    let extensions = match check_answer(&head, &offered, &config) {
+    let head = ::http::Response::from_parts(parts, ());
+    let extensions = match check_answer(&head, &offered, config) {
         Ok(extensions) => extensions,
         Err(e) => {
             send.send_reset(::h2::Reason::CANCEL);
             return Err(e.into());
         }
     };
-    let ws = WebSocket::with_extensions(
-        H2Stream::new(send, recv),
-        Role::Client,
-        config,
-        BytesMut::new(),
-        &extensions,
-    );
-    Ok((ws, head))
+    Ok((H2Stream::new(send, recv), head, extensions))
+}
+
+/// The first `limit` bytes of a refusal's body, read until the stream ends,
+/// fails or `deadline` passes, and whether anything was left unread. Only
+/// what arrives is kept: a declared `content-length` is not trusted.
+async fn read_body(
+    recv: &mut ::h2::RecvStream,
+    limit: usize,
+    deadline: Option<Instant>,
+) -> (Bytes, bool) {
+    let mut body = BytesMut::new();
+    loop {
+        if recv.is_end_stream() {
+            return (body.freeze(), false);
+        }
+        let next = recv.data();
+        let next = match deadline {
+            Some(d) => match tokio::time::timeout_at(d, next).await {
+                Ok(next) => next,
+                Err(_) => return (body.freeze(), true),
+            },
+            None => next.await,
+        };
+        let chunk = match next {
+            None => return (body.freeze(), false),
+            Some(Ok(chunk)) => chunk,
+            Some(Err(_)) => return (body.freeze(), true),
+        };
+        let _ = recv.flow_control().release_capacity(chunk.len());
+        let room = limit - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return (body.freeze(), true);
+        }
+        body.extend_from_slice(&chunk);
+    }
 }
 
 /// Whether the server allows extended CONNECT, waiting up to `wait` for its

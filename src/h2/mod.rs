@@ -69,6 +69,8 @@ mod validate;
 use std::fmt;
 
 pub use client::connect;
+#[cfg(feature = "rustls")]
+pub(crate) use client::open as client_open;
 pub use server::{accept, accept_with};
 pub use stream::H2Stream;
 pub use validate::{negotiate, reject_response, response, validate, RequestError, PROTOCOL};
@@ -84,17 +86,17 @@ pub enum H2Error {
     Request(RequestError),
     /// The negotiation failed: the accept callback refused
     /// ([`HandshakeError::Rejected`]), our own answer was invalid (answered
-    /// with 500), the server chose something we did not offer, or the
-    /// response did not come within
+    /// with 500), the server answered a status that is not 2xx
+    /// ([`HandshakeError::UnexpectedStatus`], with its headers and the first
+    /// [`Limits::max_response_body`](crate::Limits::max_response_body) bytes
+    /// of its body, as over HTTP/1.1), the server chose something we did not
+    /// offer, or the response did not come within
     /// [`Config::handshake_timeout`](crate::Config::handshake_timeout).
     Handshake(HandshakeError),
     /// Client: the server has not advertised `SETTINGS_ENABLE_CONNECT_PROTOCOL`
     /// (RFC 8441 §3), so no extended CONNECT may be sent on this connection.
     /// Nothing was sent; there is no silent fallback to HTTP/1.1.
     ExtendedConnectDisabled,
-    /// Client: the server answered with a status that is not 2xx; the
-    /// response's head is kept (status and headers).
-    Refused(Box<::http::Response<()>>),
     /// HTTP/2 failed: the stream was reset or the connection is gone.
     H2(::h2::Error),
 }
@@ -106,7 +108,6 @@ impl H2Error {
         match self {
             H2Error::Request(e) => Some(e.status()),
             H2Error::Handshake(e) => e.status(),
-            H2Error::Refused(r) => Some(r.status().as_u16()),
             H2Error::ExtendedConnectDisabled | H2Error::H2(_) => None,
         }
     }
@@ -120,7 +121,6 @@ impl fmt::Display for H2Error {
             H2Error::ExtendedConnectDisabled => f.write_str(
                 "the HTTP/2 server did not advertise SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441)",
             ),
-            H2Error::Refused(r) => write!(f, "server answered status {}", r.status().as_u16()),
             H2Error::H2(e) => write!(f, "HTTP/2: {e}"),
         }
     }

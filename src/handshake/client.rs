@@ -275,6 +275,40 @@ impl ClientRequest {
         Ok(())
     }
 
+    /// The same request as an extended CONNECT's head for
+    /// [`h2::connect`](crate::h2::connect) (feature `http2`): the URI with a
+    /// caller's `Host` as its authority (HTTP/2 sends `:authority`, RFC 9113
+    /// §8.3.1), `Origin`, the subprotocols and the extra headers.
+    /// `h2::connect` adds the version and the extension offer.
+    #[cfg(all(feature = "http2", feature = "rustls"))]
+    pub(crate) fn to_h2_request(&self) -> Result<::http::Request<()>, HandshakeError> {
+        let invalid = || HandshakeError::Malformed("invalid request header".into());
+        let authority = self
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("host"))
+            .map_or(self.host.as_str(), |(_, v)| v.as_str());
+        let scheme = if self.secure { "wss" } else { "ws" };
+        let mut request = ::http::Request::connect(format!("{scheme}://{authority}{}", self.path));
+        if let Some(origin) = &self.origin {
+            request = request.header("origin", origin);
+        }
+        if !self.subprotocols.is_empty() {
+            if !self.subprotocols.iter().all(|p| is_token(p)) {
+                return Err(invalid());
+            }
+            request = request.header("sec-websocket-protocol", self.subprotocols.join(", "));
+        }
+        for (n, v) in self
+            .headers
+            .iter()
+            .filter(|(n, _)| !n.eq_ignore_ascii_case("host"))
+        {
+            request = request.header(n, v);
+        }
+        request.body(()).map_err(|_| invalid())
+    }
+
     /// Checks the server's response against §4.1 (status 101, `Upgrade`,
     /// `Connection`, `Sec-WebSocket-Accept` for `key`, no subprotocol or extension
     /// that was not offered).
@@ -343,6 +377,23 @@ impl Response {
     /// connection's end.
     pub fn is_body_truncated(&self) -> bool {
         self.body_truncated
+    }
+
+    /// An HTTP/2 answer's head as the same type (feature `http2`), so that a
+    /// refusal reads alike over either version.
+    #[cfg(feature = "http2")]
+    pub(crate) fn from_http_head(head: &::http::response::Parts) -> Response {
+        Response {
+            status: head.status.as_u16(),
+            headers: Headers(
+                head.headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str().to_owned(), Bytes::copy_from_slice(v.as_bytes())))
+                    .collect(),
+            ),
+            body: Bytes::new(),
+            body_truncated: false,
+        }
     }
 
     pub(crate) fn set_body(&mut self, body: Bytes, truncated: bool) {

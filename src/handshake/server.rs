@@ -316,11 +316,19 @@ pub struct Reject {
 }
 
 impl Reject {
-    /// Refuse with `status` (e.g. 401, 403, 404); an invalid status (outside
-    /// 400–599) is sent as 500.
+    /// Refuse with `status`: an error (e.g. 401, 403, 404) or a redirect
+    /// (301, 302, 307, 308 with a `Location` header; RFC 6455 §4.1 lets a
+    /// client follow it). A status that would not be a refusal (1xx, 2xx) or
+    /// is no status at all (outside 100–599) is sent as 500.
+    ///
+    /// ```
+    /// use wscodec::handshake::Reject;
+    /// assert_eq!(Reject::new(308).header("Location", "/v2/chat").status(), 308);
+    /// assert_eq!(Reject::new(200).status(), 500);
+    /// ```
     pub fn new(status: u16) -> Self {
         Reject {
-            status: if (400..=599).contains(&status) {
+            status: if (300..=599).contains(&status) {
                 status
             } else {
                 500
@@ -390,6 +398,12 @@ impl Reject {
 
 fn reason_phrase(status: u16) -> &'static str {
     match status {
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        300..=399 => "Redirect",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
