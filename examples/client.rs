@@ -21,6 +21,14 @@
 //! the uppercase `HTTP_PROXY`), `ALL_PROXY` and `NO_PROXY` choose a proxy with
 //! curl's meanings (`http://`, `socks5://`, `socks5h://` proxy URLs). Up to 5 redirects are followed (never from
 //! `wss://` to `ws://`).
+//!
+//! `--http2` (features `http2` and `rustls`) offers ALPN `h2` for `wss://`,
+//! and opens the WebSocket as an RFC 8441 extended CONNECT when the server
+//! picks it:
+//!
+//! ```text
+//! cargo run --release --features http2,rustls --example client -- --http2 wss://localhost:9443/chat
+//! ```
 
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -31,10 +39,12 @@ type BoxError = Box<dyn std::error::Error>;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), BoxError> {
-    let url = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "ws://127.0.0.1:9001".into());
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let http2 = args.iter().any(|a| a == "--http2");
+    args.retain(|a| a != "--http2");
+    let url = args.pop().unwrap_or_else(|| "ws://127.0.0.1:9001".into());
     let connector = tls(Connector::new().proxy_from_env().max_redirects(5))?;
+    let connector = with_http2(connector, http2)?;
     let (ws, _response) = match connector.connect(&url).await {
         Ok(connected) => connected,
         Err(Error::Handshake(HandshakeError::UnexpectedStatus(response))) => {
@@ -50,7 +60,12 @@ async fn main() -> Result<(), BoxError> {
         }
         Err(e) => return Err(format!("{url}: {e}").into()),
     };
-    eprintln!("connected to {url}; type lines to send, end input (Ctrl-D) to close");
+    let over = if ws.get_ref().is_http2() {
+        " over HTTP/2"
+    } else {
+        ""
+    };
+    eprintln!("connected to {url}{over}; type lines to send, end input (Ctrl-D) to close");
     let (mut tx, mut rx) = ws.split();
 
     let sender = async move {
@@ -111,5 +126,18 @@ fn tls(connector: Connector) -> Result<Connector, BoxError> {
 /// `TlsUnavailable`, which `main` explains.
 #[cfg(not(feature = "rustls"))]
 fn tls(connector: Connector) -> Result<Connector, BoxError> {
+    Ok(connector)
+}
+
+#[cfg(all(feature = "http2", feature = "rustls"))]
+fn with_http2(connector: Connector, http2: bool) -> Result<Connector, BoxError> {
+    Ok(connector.http2(http2))
+}
+
+#[cfg(not(all(feature = "http2", feature = "rustls")))]
+fn with_http2(connector: Connector, http2: bool) -> Result<Connector, BoxError> {
+    if http2 {
+        return Err("--http2 needs: cargo run --features http2,rustls --example client".into());
+    }
     Ok(connector)
 }
