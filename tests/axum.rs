@@ -894,3 +894,69 @@ mod over_http2 {
         assert_eq!(response.status(), 501);
     }
 }
+
+/// The example's one `join` handler takes a member over HTTP/2 and one over
+/// HTTP/1.1 into the same room.
+#[cfg(feature = "http2")]
+#[tokio::test]
+async fn axum_chat_example_takes_members_over_http1_and_http2() {
+    use bytes::Bytes;
+    let addr = serve(axum_chat::app()).await;
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut send, connection) = h2::client::Builder::new()
+        .initial_max_send_streams(0)
+        .handshake::<_, Bytes>(tcp)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let offer = http::Request::get(format!("ws://{addr}/ws?name=carol"))
+        .header("sec-websocket-protocol", axum_chat::PROTOCOL)
+        .body(())
+        .unwrap();
+    let (mut carol, response) =
+        tokio::time::timeout(DEADLINE, wscodec::h2::connect(&mut send, offer, deflate()))
+            .await
+            .expect("h2 handshake stalled")
+            .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["sec-websocket-protocol"],
+        axum_chat::PROTOCOL
+    );
+    let answer = response.headers()["sec-websocket-extensions"]
+        .to_str()
+        .unwrap();
+    assert!(answer.starts_with("permessage-deflate"), "{answer}");
+    assert_eq!(
+        carol.next().await.unwrap().unwrap(),
+        Message::text("* carol joined")
+    );
+
+    let (mut dave, _) = connect(addr, request(addr, "/ws?name=dave"), deflate())
+        .await
+        .unwrap();
+    assert_eq!(
+        dave.next().await.unwrap().unwrap(),
+        Message::text("* dave joined")
+    );
+    assert_eq!(
+        carol.next().await.unwrap().unwrap(),
+        Message::text("* dave joined")
+    );
+
+    carol.send(Message::text("hi from h2")).await.unwrap();
+    let said = Message::text("carol: hi from h2");
+    assert_eq!(dave.next().await.unwrap().unwrap(), said);
+    assert_eq!(carol.next().await.unwrap().unwrap(), said);
+    dave.send(Message::text("hi from http/1.1")).await.unwrap();
+    let said = Message::text("dave: hi from http/1.1");
+    assert_eq!(carol.next().await.unwrap().unwrap(), said);
+    assert_eq!(dave.next().await.unwrap().unwrap(), said);
+
+    carol.close().await.unwrap();
+    while carol.next().await.is_some() {}
+    assert_eq!(
+        dave.next().await.unwrap().unwrap(),
+        Message::text("* carol left")
+    );
+}
