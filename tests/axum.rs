@@ -1,7 +1,9 @@
 //! `wscodec::axum::WebSocketUpgrade` in a real axum server on loopback,
 //! spoken to by the crate's client and by hand: echo, subprotocols,
 //! permessage-deflate on the wire, refusals with their statuses, and the
-//! `axum_chat` example.
+//! `axum_chat` example. With feature `http2`, the same handlers over h2c
+//! (`axum::serve` speaks HTTP/2 by prior knowledge): the crate's h2 client
+//! and raw extended CONNECTs (RFC 8441).
 // The example's items are `pub` for this file, which includes it as a module.
 #![allow(unreachable_pub)]
 
@@ -82,7 +84,7 @@ fn routes() -> Router {
         )
         .route(
             "/both",
-            get(|up: Option<WebSocketUpgrade>| async {
+            any(|up: Option<WebSocketUpgrade>| async {
                 match up {
                     Some(up) => up.on_upgrade(echo),
                     None => Response::new(axum::body::Body::from("the page")),
@@ -93,6 +95,25 @@ fn routes() -> Router {
             "/unoffered",
             get(|up: WebSocketUpgrade| async { up.subprotocol("never-offered").on_upgrade(echo) }),
         )
+        .route("/shared", any(shared))
+        .route("/shared-get-only", get(shared))
+}
+
+/// One handler for every HTTP version: a token or 401, the server's
+/// preferred subprotocol, deflate, a header naming the version it came by
+/// (`is_http2`), and echo.
+async fn shared(up: WebSocketUpgrade) -> Result<Response, Reject> {
+    if up.request().header("authorization") != Some("Bearer letmein") {
+        return Err(Reject::new(401)
+            .header("WWW-Authenticate", "Bearer realm=\"test\"")
+            .body("{\"error\":\"token\"}"));
+    }
+    let over = if up.is_http2() { "h2" } else { "http/1.1" };
+    Ok(up
+        .protocols(["chat.v2", "chat.v1"])
+        .config(deflate())
+        .header("X-Over", over)
+        .on_upgrade(echo))
 }
 
 async fn serve(app: Router) -> SocketAddr {
@@ -497,5 +518,448 @@ async fn axum_chat_example_serves_the_crates_client() {
     assert!(
         matches!(err, Error::Handshake(ref e) if e.status() == Some(400)),
         "{err:?}"
+    );
+}
+
+/// The same handler over HTTP/2 (RFC 8441): `axum::serve` with axum's
+/// `http2` feature speaks h2c and advertises SETTINGS_ENABLE_CONNECT_PROTOCOL.
+#[cfg(feature = "http2")]
+mod over_http2 {
+    use super::*;
+
+    use bytes::Bytes;
+    use tokio::io::AsyncWriteExt;
+    use wscodec::h2::{H2Error, H2Stream};
+
+    const TOKEN: &str = "Bearer letmein";
+
+    /// An h2c connection by prior knowledge, driven by its own task. A
+    /// stream limit starting at 0 lets `wscodec::h2::connect` see at once
+    /// when the server's SETTINGS have come.
+    async fn h2_client(addr: SocketAddr) -> h2::client::SendRequest<Bytes> {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let (send, connection) = h2::client::Builder::new()
+            .initial_max_send_streams(0)
+            .handshake::<_, Bytes>(tcp)
+            .await
+            .unwrap();
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        send
+    }
+
+    async fn h2_connect(
+        send: &mut h2::client::SendRequest<Bytes>,
+        request: http::Request<()>,
+        config: Config,
+    ) -> Result<(wscodec::WebSocket<H2Stream>, http::Response<()>), H2Error> {
+        tokio::time::timeout(DEADLINE, wscodec::h2::connect(send, request, config))
+            .await
+            .expect("h2 handshake stalled")
+    }
+
+    fn ws_get(addr: SocketAddr, path: &str) -> http::request::Builder {
+        http::Request::get(format!("ws://{addr}{path}"))
+    }
+
+    /// An extended CONNECT as it is, sent on a new stream of `send`: the
+    /// response and our half of the stream.
+    async fn raw_h2(
+        send: &mut h2::client::SendRequest<Bytes>,
+        request: http::Request<()>,
+    ) -> (http::Response<h2::RecvStream>, h2::SendStream<Bytes>) {
+        let mut send = send.clone().ready().await.unwrap();
+        let (response, stream) = send.send_request(request, false).unwrap();
+        let response = tokio::time::timeout(DEADLINE, response)
+            .await
+            .expect("no h2 response")
+            .unwrap();
+        (response, stream)
+    }
+
+    async fn body(response: http::Response<h2::RecvStream>) -> String {
+        let mut recv = response.into_body();
+        let mut body = Vec::new();
+        while let Some(chunk) = tokio::time::timeout(DEADLINE, recv.data())
+            .await
+            .expect("body stalled")
+        {
+            let chunk = chunk.unwrap();
+            let _ = recv.flow_control().release_capacity(chunk.len());
+            body.extend_from_slice(&chunk);
+        }
+        String::from_utf8(body).unwrap()
+    }
+
+    fn extended_connect(addr: SocketAddr, path: &str, protocol: &str) -> http::request::Builder {
+        http::Request::builder()
+            .method("CONNECT")
+            .uri(format!("http://{addr}{path}"))
+            .extension(h2::ext::Protocol::from(protocol))
+    }
+
+    async fn echoes<T>(ws: &mut wscodec::WebSocket<T>, over: &str)
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        for message in [
+            Message::text(format!("over {over}")),
+            Message::binary(vec![7u8; 100_000]),
+            Message::text("{\"user\":\"alice\",\"text\":\"hello\"} ".repeat(2000)),
+            Message::text(""),
+        ] {
+            ws.send(message.clone()).await.unwrap();
+            let echoed = tokio::time::timeout(DEADLINE, ws.next())
+                .await
+                .expect("no echo")
+                .unwrap()
+                .unwrap();
+            assert_eq!(echoed, message, "over {over}");
+        }
+    }
+
+    /// The "one handler serves both": the crate's HTTP/1.1 client
+    /// and its HTTP/2 client reach the same `any` route, each gets the
+    /// server's subprotocol and permessage-deflate from the one negotiation,
+    /// and echo works on both at once.
+    #[tokio::test]
+    async fn one_handler_serves_http1_and_http2_with_deflate_and_a_subprotocol() {
+        let addr = serve(routes()).await;
+
+        let offer = request(addr, "/shared")
+            .subprotocol("chat.v1")
+            .subprotocol("chat.v2")
+            .header("Authorization", TOKEN);
+        let (mut h1, response) = connect(addr, offer, deflate()).await.unwrap();
+        assert_eq!(response.status(), 101);
+        assert_eq!(response.subprotocol(), Some("chat.v2"));
+        assert_eq!(response.headers().get("x-over"), Some("http/1.1"));
+        let answer = response.headers().get("sec-websocket-extensions").unwrap();
+        assert!(answer.starts_with("permessage-deflate"), "{answer}");
+
+        let mut send = h2_client(addr).await;
+        let offer = ws_get(addr, "/shared")
+            .header("sec-websocket-protocol", "chat.v1, chat.v2")
+            .header("authorization", TOKEN)
+            .body(())
+            .unwrap();
+        let (mut h2, response) = h2_connect(&mut send, offer, deflate()).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let headers = response.headers();
+        assert_eq!(headers["sec-websocket-protocol"], "chat.v2");
+        assert_eq!(headers["x-over"], "h2");
+        let answer = headers["sec-websocket-extensions"].to_str().unwrap();
+        assert!(answer.starts_with("permessage-deflate"), "{answer}");
+        // RFC 8441 §5: no key exchange, and nothing connection-specific.
+        for absent in ["sec-websocket-accept", "upgrade", "connection"] {
+            assert!(!headers.contains_key(absent), "{absent} in {headers:?}");
+        }
+
+        // A second socket on the same HTTP/2 connection, interleaved.
+        let offer = ws_get(addr, "/shared")
+            .header("authorization", TOKEN)
+            .body(())
+            .unwrap();
+        let (mut other, response) = h2_connect(&mut send, offer, Config::default())
+            .await
+            .unwrap();
+        assert!(!response.headers().contains_key("sec-websocket-extensions"));
+
+        echoes(&mut h1, "http/1.1").await;
+        echoes(&mut h2, "h2").await;
+        echoes(&mut other, "h2, uncompressed").await;
+
+        // Both close directions complete over the stream.
+        h2.close().await.unwrap();
+        while tokio::time::timeout(DEADLINE, h2.next())
+            .await
+            .expect("close stalled")
+            .is_some()
+        {}
+        h1.close().await.unwrap();
+        while h1.next().await.is_some() {}
+        echoes(&mut other, "h2, after the others closed").await;
+    }
+
+    /// RFC 7692 §6 over the stream: the echo of 70 KB of JSON comes back
+    /// with RSV1 set and small, so deflate is in effect, not only agreed.
+    #[tokio::test]
+    async fn extractor_sends_compressed_frames_over_http2_when_deflate_is_agreed() {
+        let addr = serve(routes()).await;
+        let mut send = h2_client(addr).await;
+        let request = extended_connect(addr, "/shared", "websocket")
+            .header("sec-websocket-version", "13")
+            .header(
+                "sec-websocket-extensions",
+                "permessage-deflate; client_max_window_bits",
+            )
+            .header("authorization", TOKEN)
+            .body(())
+            .unwrap();
+        let (response, stream) = raw_h2(&mut send, request).await;
+        assert_eq!(response.status(), 200);
+        let extensions = response.headers()["sec-websocket-extensions"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(extensions.starts_with("permessage-deflate"), "{extensions}");
+        let mut io = H2Stream::new(stream, response.into_body());
+
+        let text = "{\"user\":\"alice\",\"text\":\"hello\"} ".repeat(2000);
+        let mut frame = vec![0x81, 0x80 | 127];
+        frame.extend_from_slice(&(text.len() as u64).to_be_bytes());
+        let key = [1u8, 2, 3, 4];
+        frame.extend_from_slice(&key);
+        frame.extend(text.bytes().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        io.write_all(&frame).await.unwrap();
+        io.flush().await.unwrap();
+
+        let (first, payload) = tokio::time::timeout(DEADLINE, read_server_frame(&mut io))
+            .await
+            .expect("no echo");
+        assert_eq!(first & 0x0F, 0x1, "a text frame");
+        assert_eq!(first & 0x80, 0x80, "one frame");
+        assert_eq!(first & 0x40, 0x40, "RSV1: compressed");
+        assert!(
+            payload.len() * 20 < text.len(),
+            "{} bytes on the wire for {}",
+            payload.len(),
+            text.len()
+        );
+    }
+
+    /// A handler's `Reject` reaches an HTTP/2 client as it is: status,
+    /// headers, body, and the crate's client reports the refusal.
+    #[tokio::test]
+    async fn handler_rejection_reaches_an_http2_client_with_status_headers_and_body() {
+        let addr = serve(routes()).await;
+        let mut send = h2_client(addr).await;
+        let no_token = ws_get(addr, "/shared").body(()).unwrap();
+        match h2_connect(&mut send, no_token, Config::default()).await {
+            Err(H2Error::Handshake(HandshakeError::UnexpectedStatus(response))) => {
+                assert_eq!(response.status(), 401);
+                assert_eq!(
+                    response.headers().get("www-authenticate"),
+                    Some("Bearer realm=\"test\"")
+                );
+                assert_eq!(response.body(), b"{\"error\":\"token\"}");
+            }
+            Err(other) => panic!("expected a 401 refusal, got {other}"),
+            Ok(_) => panic!("expected a 401 refusal, got a WebSocket"),
+        }
+
+        let request = extended_connect(addr, "/shared", "websocket")
+            .header("sec-websocket-version", "13")
+            .body(())
+            .unwrap();
+        let (response, _stream) = raw_h2(&mut send, request).await;
+        assert_eq!(response.status(), 401);
+        assert_eq!(body(response).await, "{\"error\":\"token\"}");
+
+        // The connection carries on: the same route with the token opens.
+        let with_token = ws_get(addr, "/shared")
+            .header("authorization", TOKEN)
+            .body(())
+            .unwrap();
+        let (mut ws, _) = h2_connect(&mut send, with_token, Config::default())
+            .await
+            .unwrap();
+        echoes(&mut ws, "h2 after a refusal").await;
+    }
+
+    /// RFC 8441 §4–§5 and RFC 9220 §3 through the extractor: each bad
+    /// extended CONNECT gets the crate's h2 status, and the handler never
+    /// runs (no `X-Over`, no 200).
+    #[tokio::test]
+    async fn bad_extended_connects_get_the_crates_h2_status() {
+        let addr = serve(routes()).await;
+        let mut send = h2_client(addr).await;
+        let ok = || {
+            extended_connect(addr, "/shared", "websocket")
+                .header("sec-websocket-version", "13")
+                .header("authorization", TOKEN)
+        };
+        let cases = [
+            (
+                "unknown :protocol",
+                extended_connect(addr, "/shared", "webtransport")
+                    .header("sec-websocket-version", "13")
+                    .header("authorization", TOKEN)
+                    .body(())
+                    .unwrap(),
+                501,
+            ),
+            (
+                "version 8",
+                extended_connect(addr, "/shared", "websocket")
+                    .header("sec-websocket-version", "8")
+                    .header("authorization", TOKEN)
+                    .body(())
+                    .unwrap(),
+                426,
+            ),
+            (
+                "no version",
+                extended_connect(addr, "/shared", "websocket")
+                    .header("authorization", TOKEN)
+                    .body(())
+                    .unwrap(),
+                426,
+            ),
+            (
+                "Sec-WebSocket-Key",
+                ok().header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+                    .body(())
+                    .unwrap(),
+                400,
+            ),
+            (
+                "a GET over HTTP/2",
+                http::Request::get(format!("http://{addr}/shared"))
+                    .header("sec-websocket-version", "13")
+                    .header("authorization", TOKEN)
+                    .body(())
+                    .unwrap(),
+                405,
+            ),
+        ];
+        for (case, request, status) in cases {
+            let (response, _stream) = raw_h2(&mut send, request).await;
+            assert_eq!(response.status(), status, "{case}");
+            let headers = response.headers().clone();
+            assert!(!headers.contains_key("x-over"), "{case}: the handler ran");
+            match status {
+                426 => assert_eq!(headers["sec-websocket-version"], "13", "{case}"),
+                405 => assert_eq!(headers["allow"], "CONNECT", "{case}"),
+                _ => {}
+            }
+            let text = body(response).await;
+            assert!(!text.is_empty(), "{case}: the reason is in the body");
+        }
+
+        // After all that, a good one on the same connection still opens.
+        let (response, _stream) = raw_h2(&mut send, ok().body(()).unwrap()).await;
+        assert_eq!(response.status(), 200);
+    }
+
+    /// What the module docs say about routing: axum's `get` does not match
+    /// the extended CONNECT, so its router answers 405 before the extractor
+    /// runs; `any` (above) does. Over HTTP/1.1 the `get` route works.
+    #[tokio::test]
+    async fn a_get_only_route_is_refused_by_axum_over_http2() {
+        let addr = serve(routes()).await;
+        let mut send = h2_client(addr).await;
+        let over_h2 = ws_get(addr, "/shared-get-only")
+            .header("authorization", TOKEN)
+            .body(())
+            .unwrap();
+        match h2_connect(&mut send, over_h2, Config::default()).await {
+            Err(H2Error::Handshake(HandshakeError::UnexpectedStatus(response))) => {
+                assert_eq!(response.status(), 405)
+            }
+            Err(other) => panic!("expected the router's 405, got {other}"),
+            Ok(_) => panic!("expected the router's 405, got a WebSocket"),
+        }
+        let offer = request(addr, "/shared-get-only").header("Authorization", TOKEN);
+        let (mut ws, _) = connect(addr, offer, Config::default()).await.unwrap();
+        echoes(&mut ws, "http/1.1 on a get route").await;
+    }
+
+    /// `Option<WebSocketUpgrade>` over HTTP/2: a GET is the page, an
+    /// extended CONNECT the WebSocket, a CONNECT for another protocol its
+    /// 501 (never the page: a 2xx to a CONNECT would open a tunnel).
+    #[tokio::test]
+    async fn optional_extractor_serves_the_page_and_the_websocket_over_http2() {
+        let addr = serve(routes()).await;
+        let mut send = h2_client(addr).await;
+        let page = http::Request::get(format!("http://{addr}/both"))
+            .body(())
+            .unwrap();
+        let (response, _stream) = raw_h2(&mut send, page).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(body(response).await, "the page");
+
+        let (mut ws, _) = h2_connect(
+            &mut send,
+            ws_get(addr, "/both").body(()).unwrap(),
+            Config::default(),
+        )
+        .await
+        .unwrap();
+        echoes(&mut ws, "h2 on a shared route").await;
+
+        let other = extended_connect(addr, "/both", "webtransport")
+            .header("sec-websocket-version", "13")
+            .body(())
+            .unwrap();
+        let (response, _stream) = raw_h2(&mut send, other).await;
+        assert_eq!(response.status(), 501);
+    }
+}
+
+/// The example's one `join` handler takes a member over HTTP/2 and one over
+/// HTTP/1.1 into the same room.
+#[cfg(feature = "http2")]
+#[tokio::test]
+async fn axum_chat_example_takes_members_over_http1_and_http2() {
+    use bytes::Bytes;
+    let addr = serve(axum_chat::app()).await;
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut send, connection) = h2::client::Builder::new()
+        .initial_max_send_streams(0)
+        .handshake::<_, Bytes>(tcp)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let offer = http::Request::get(format!("ws://{addr}/ws?name=carol"))
+        .header("sec-websocket-protocol", axum_chat::PROTOCOL)
+        .body(())
+        .unwrap();
+    let (mut carol, response) =
+        tokio::time::timeout(DEADLINE, wscodec::h2::connect(&mut send, offer, deflate()))
+            .await
+            .expect("h2 handshake stalled")
+            .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["sec-websocket-protocol"],
+        axum_chat::PROTOCOL
+    );
+    let answer = response.headers()["sec-websocket-extensions"]
+        .to_str()
+        .unwrap();
+    assert!(answer.starts_with("permessage-deflate"), "{answer}");
+    assert_eq!(
+        carol.next().await.unwrap().unwrap(),
+        Message::text("* carol joined")
+    );
+
+    let (mut dave, _) = connect(addr, request(addr, "/ws?name=dave"), deflate())
+        .await
+        .unwrap();
+    assert_eq!(
+        dave.next().await.unwrap().unwrap(),
+        Message::text("* dave joined")
+    );
+    assert_eq!(
+        carol.next().await.unwrap().unwrap(),
+        Message::text("* dave joined")
+    );
+
+    carol.send(Message::text("hi from h2")).await.unwrap();
+    let said = Message::text("carol: hi from h2");
+    assert_eq!(dave.next().await.unwrap().unwrap(), said);
+    assert_eq!(carol.next().await.unwrap().unwrap(), said);
+    dave.send(Message::text("hi from http/1.1")).await.unwrap();
+    let said = Message::text("dave: hi from http/1.1");
+    assert_eq!(carol.next().await.unwrap().unwrap(), said);
+    assert_eq!(dave.next().await.unwrap().unwrap(), said);
+
+    carol.close().await.unwrap();
+    while carol.next().await.is_some() {}
+    assert_eq!(
+        dave.next().await.unwrap().unwrap(),
+        Message::text("* carol left")
     );
 }

@@ -7,12 +7,19 @@
 //! ```text
 //! cargo run --release --features axum,deflate --example axum_chat [ADDRESS]   # default 127.0.0.1:9004
 //! ```
+//!
+//! With `--features axum,deflate,http2` the same `join` handler also takes
+//! members over HTTP/2 (RFC 8441's extended CONNECT, h2c by prior knowledge,
+//! as `wscodec::h2::connect` speaks it): `axum::serve` advertises the
+//! setting, and `/ws` is routed with `any` because that request's method is
+//! CONNECT. Browsers speak HTTP/2 only over TLS, so they join over HTTP/1.1
+//! here.
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::Router;
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpListener;
@@ -43,7 +50,8 @@ pub fn app() -> Router {
     let chat = Arc::new(Chat { room, config });
     Router::new()
         .route("/", get(page))
-        .route("/ws", get(join))
+        // `any`: GET over HTTP/1.1, CONNECT over HTTP/2.
+        .route("/ws", any(join))
         .with_state(chat)
 }
 

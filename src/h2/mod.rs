@@ -73,6 +73,8 @@ pub use client::connect;
 pub(crate) use client::open as client_open;
 pub use server::{accept, accept_with};
 pub use stream::H2Stream;
+#[cfg(feature = "axum")]
+pub(crate) use validate::agree;
 pub use validate::{negotiate, reject_response, response, validate, RequestError, PROTOCOL};
 
 use crate::error::HandshakeError;
