@@ -159,6 +159,32 @@ impl Transform {
         }
     }
 
+    /// The frame to send for a prepared data message instead of encoding it
+    /// for this connection: compressed once for every connection with our
+    /// level and window ([`PreparedMessage`]'s docs). `None`: the message
+    /// is too short to compress, and goes out as prepared.
+    pub(crate) fn shared_frame(
+        &mut self,
+        prepared: &crate::codec::PreparedMessage,
+    ) -> Result<Option<Bytes>, Error> {
+        match self {
+            #[cfg(feature = "deflate")]
+            Transform::Deflate(d) => {
+                if !d.wants(prepared.message().len()) {
+                    return Ok(None);
+                }
+                let frame = prepared.deflated(d.compress_key())?;
+                d.forget_history();
+                Ok(Some(frame))
+            }
+            #[cfg(not(feature = "deflate"))]
+            _ => {
+                let _ = prepared;
+                match *self {}
+            }
+        }
+    }
+
     /// Undoes the transform on one frame of an incoming message, appending to
     /// `out`, which may grow to `limit` bytes and no further.
     pub(crate) fn decode(

@@ -1,11 +1,12 @@
 //! [`MessageCodec`]: whole messages, as a tokio-util `Decoder` and `Encoder`.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
 use super::assemble::Assembler;
 use super::encode::{encode_message, FrameSink};
 use super::frame_codec::{bytes_remaining, FrameCodec};
+use super::prepared::PreparedMessage;
 use crate::config::{Limits, Role};
 use crate::error::Error;
 use crate::extension::{Extensions, Transform};
@@ -130,6 +131,19 @@ impl MessageCodec {
 }
 
 impl MessageCodec {
+    /// The frame a server sends for `prepared` when an extension transforms
+    /// it (compressed once for many connections); `None` to send the
+    /// prepared frame as it is.
+    pub(crate) fn prepared_frame(
+        &mut self,
+        prepared: &PreparedMessage,
+    ) -> Result<Option<Bytes>, Error> {
+        match self.assembler.transform.as_mut() {
+            Some(t) if !prepared.message().is_control() => t.shared_frame(prepared),
+            _ => Ok(None),
+        }
+    }
+
     /// Encodes `message` into `dst` as this codec's `Encoder` does: its role,
     /// its fragment size, its extensions' transform. The one body behind both
     /// `Encoder` impls and the connection's write queue.

@@ -32,6 +32,13 @@ thread_local! {
     pub(super) static SPARE_DECOMPRESS: Spare<Decompress> = const { RefCell::new(None) };
 }
 
+#[cfg(test)]
+thread_local! {
+    /// How many messages this thread compressed: what the tests of a
+    /// broadcast compressed once count.
+    pub(crate) static COMPRESSED_MESSAGES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// The thread's spare, if it was made for `key`.
 fn take_spare<T>(slot: &'static LocalKey<Spare<T>>, key: (u32, u8)) -> Option<T> {
     slot.try_with(|spare| match spare.borrow_mut().take() {
@@ -120,8 +127,29 @@ impl Deflate {
         len >= self.min_size
     }
 
+    /// The (level, window) this side compresses with: what a message
+    /// compressed on its own must match to be sent here as it is (see
+    /// [`compress_alone`]).
+    pub(crate) fn compress_key(&self) -> (u32, u8) {
+        (self.level, self.compress_window)
+    }
+
+    /// Makes our next message refer to nothing before it: after a message
+    /// compressed elsewhere ([`compress_alone`]) went out, the peer's window
+    /// holds that message's bytes, not what our compressor remembers, so a
+    /// back-reference into our history would decode as garbage (RFC 7692
+    /// §7.2.1 lets any message start afresh; only its own history is ours to
+    /// refer to). Without context takeover there is nothing to forget.
+    pub(crate) fn forget_history(&mut self) {
+        if let Some(compress) = self.compress.as_mut() {
+            compress.reset();
+        }
+    }
+
     /// Compresses one message payload (§7.2.1).
     pub(crate) fn compress(&mut self, payload: &[u8]) -> Result<Bytes, Error> {
+        #[cfg(test)]
+        COMPRESSED_MESSAGES.with(|n| n.set(n.get() + 1));
         if payload.is_empty() {
             // §7.2.3.6: an empty stored block. zlib would write nothing at all
             // for an empty input right after a flush, and the tail the receiver
@@ -240,4 +268,25 @@ fn inflate(
             return Ok(());
         }
     }
+}
+
+/// Compresses `payload` as a message that refers to nothing before it, with
+/// `key`'s level and window: what every connection whose compressor has that
+/// key may send as it is, whatever context takeover it agreed. The peer's
+/// decompressor accepts any DEFLATE data whose distances stay within the
+/// window agreed (RFC 7692 §7.1.2.1), and a message that starts afresh has
+/// no distance into earlier messages (§7.1.1).
+pub(crate) fn compress_alone(payload: &[u8], key: (u32, u8)) -> Result<Bytes, Error> {
+    let (level, window) = key;
+    Deflate {
+        compress: None,
+        decompress: None,
+        reset_compress: true,
+        reset_decompress: true,
+        min_size: 0,
+        level,
+        compress_window: window,
+        decompress_window: 15,
+    }
+    .compress(payload)
 }

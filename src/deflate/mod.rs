@@ -38,7 +38,9 @@ mod negotiate;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use compress::Deflate;
+#[cfg(test)]
+pub(crate) use compress::COMPRESSED_MESSAGES;
+pub(crate) use compress::{compress_alone, Deflate};
 pub use negotiate::{DeflateConfig, DeflateParams, SERVER_WINDOW_BITS};
 
 /// The extension token.

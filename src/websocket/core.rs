@@ -398,7 +398,11 @@ impl Core {
                     len = prepared.message().len(),
                     "prepared message queued"
                 );
-                self.writes.push_shared(prepared.encoded().clone());
+                let frame = match self.codec.prepared_frame(prepared)? {
+                    Some(transformed) => transformed,
+                    None => prepared.encoded().clone(),
+                };
+                self.writes.push_shared(frame);
                 Ok(())
             }
             _ => self.start_send(prepared.message().clone()),

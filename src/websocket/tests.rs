@@ -59,3 +59,135 @@ fn a_close_that_cannot_be_encoded_changes_no_state() {
     assert_eq!(ws.core.state, State::Open);
     assert_eq!(ws.pending_write_bytes(), 0);
 }
+
+/// A broadcast to connections that agreed on permessage-deflate is
+/// compressed once, not once per connection (`PreparedMessage`'s docs).
+#[cfg(feature = "deflate")]
+mod compressed_once {
+    use futures::{SinkExt, StreamExt};
+
+    use super::*;
+    use crate::deflate::{DeflateParams, COMPRESSED_MESSAGES};
+    use crate::extension::Extensions;
+
+    fn params(takeover: bool, bits: Option<u8>) -> DeflateParams {
+        DeflateParams {
+            server_no_context_takeover: !takeover,
+            client_no_context_takeover: !takeover,
+            server_max_window_bits: bits,
+            client_max_window_bits: bits,
+            level: 6,
+            min_size: 64,
+        }
+    }
+
+    /// A server and a client WebSocket over a pipe, both with `params`.
+    fn pair(
+        params: &DeflateParams,
+    ) -> (
+        WebSocket<tokio::io::DuplexStream>,
+        WebSocket<tokio::io::DuplexStream>,
+    ) {
+        let (a, b) = tokio::io::duplex(1 << 20);
+        let extensions = Extensions {
+            deflate: Some(params.clone()),
+        };
+        let config = Config::default();
+        let server = WebSocket::with_extensions(
+            a,
+            Role::Server,
+            config.clone(),
+            BytesMut::new(),
+            &extensions,
+        );
+        let client =
+            WebSocket::with_extensions(b, Role::Client, config, BytesMut::new(), &extensions);
+        (server, client)
+    }
+
+    fn compressions() -> usize {
+        COMPRESSED_MESSAGES.with(|n| n.get())
+    }
+
+    fn chat_line(n: usize) -> Message {
+        Message::text(format!(
+            "{{\"type\":\"chat\",\"room\":\"lobby\",\"name\":\"alice\",\"text\":\"line {n}: the quick brown fox jumps over the lazy dog\"}}"
+        ))
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_broadcast_to_a_thousand_deflate_connections_compresses_each_message_once() {
+        // Half keep their context, half do not: one frame serves both.
+        let mut pairs: Vec<_> = (0..1000).map(|i| pair(&params(i % 2 == 0, None))).collect();
+        let before = compressions();
+        for n in 0..3 {
+            let prepared = PreparedMessage::new(chat_line(n)).unwrap();
+            for (server, _) in &mut pairs {
+                server.feed_prepared(&prepared).await.unwrap();
+            }
+        }
+        assert_eq!(compressions() - before, 3, "one compression per message");
+        for (server, client) in &mut pairs {
+            server.flush().await.unwrap();
+            for n in 0..3 {
+                assert_eq!(client.next().await.unwrap().unwrap(), chat_line(n));
+            }
+        }
+        // The client side inflated; nothing more was compressed for it.
+        assert_eq!(compressions() - before, 3);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn each_window_size_in_use_costs_one_compression() {
+        let prepared = PreparedMessage::new(chat_line(0)).unwrap();
+        let before = compressions();
+        for bits in [Some(9), Some(9), Some(13), None, None, Some(13)] {
+            let (mut server, mut client) = pair(&params(true, bits));
+            server.send_prepared(&prepared).await.unwrap();
+            assert_eq!(client.next().await.unwrap().unwrap(), chat_line(0));
+        }
+        assert_eq!(compressions() - before, 3, "windows 9, 13 and 15");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_connection_that_keeps_its_context_forgets_it_after_a_shared_frame() {
+        // Regression guard: with context takeover the connection's compressor
+        // remembers its own messages, but after a shared frame the peer's
+        // window holds that frame's text instead. Repeating our earlier
+        // message would then point into the wrong bytes.
+        let (mut server, mut client) = pair(&params(true, None));
+        let own =
+            Message::text("x".repeat(40) + &"own message, long enough to compress. ".repeat(4));
+        let shared = PreparedMessage::new(Message::text("y".repeat(200))).unwrap();
+        for message in [own.clone(), own.clone()] {
+            server.send(message).await.unwrap();
+        }
+        server.send_prepared(&shared).await.unwrap();
+        server.send(own.clone()).await.unwrap();
+        for expected in [&own, &own, shared.message(), &own] {
+            assert_eq!(&client.next().await.unwrap().unwrap(), expected);
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn short_and_control_prepared_messages_go_out_as_prepared() {
+        let (mut server, mut client) = pair(&params(false, None));
+        let short = PreparedMessage::new(Message::text("hi")).unwrap();
+        let ping = PreparedMessage::new(Message::Ping(Bytes::from_static(b"p"))).unwrap();
+        let before = compressions();
+        server.core.start_send_prepared(&short).unwrap();
+        assert_eq!(
+            server.core.writes.last_shared().unwrap().as_ptr(),
+            short.encoded().as_ptr(),
+            "below min_size: the uncompressed frame, shared"
+        );
+        server.core.start_send_prepared(&ping).unwrap();
+        assert_eq!(
+            server.core.writes.last_shared().unwrap().as_ptr(),
+            ping.encoded().as_ptr()
+        );
+        assert_eq!(compressions(), before);
+        server.flush().await.unwrap();
+        assert_eq!(client.next().await.unwrap().unwrap(), Message::text("hi"));
+    }
+}
