@@ -4,6 +4,7 @@
 //! ```text
 //! h2_load h1|h2 ADDR --sockets N --size B (--inflight K | --window T) --seconds S
 //!         [--server-pid PID] [--clk-tck 100] [--stream-window W] [--conn-window W]
+//!         [--max-frame F]
 //!     prints: rate=<messages/s> server_us=<server CPU µs per message>
 //!             load_us=<this process's CPU µs per message> server_core=<server CPU / wall>
 //!             load_core=<..> messages=<echoes counted>
@@ -47,7 +48,7 @@ static OPEN: AtomicUsize = AtomicUsize::new(0);
 
 const USAGE: &str = "\
 h2_load h1|h2 ADDR --sockets N --size B (--inflight K | --window T) --seconds S
-        [--server-pid PID] [--clk-tck 100] [--stream-window W] [--conn-window W]
+        [--server-pid PID] [--clk-tck 100] [--stream-window W] [--conn-window W] [--max-frame F]
 h2_load h1|h2 ADDR --sockets N --size B --idle --hold S";
 
 struct Options {
@@ -62,6 +63,7 @@ struct Options {
     clk_tck: f64,
     stream_window: u32,
     conn_window: u32,
+    max_frame: u32,
     idle: bool,
     hold: f64,
 }
@@ -85,6 +87,7 @@ fn options() -> Options {
         clk_tck: 100.0,
         stream_window: 65_535,
         conn_window: 65_535,
+        max_frame: 16_384,
         idle: false,
         hold: 10.0,
     };
@@ -107,6 +110,7 @@ fn options() -> Options {
             "--clk-tck" => o.clk_tck = num(&value),
             "--stream-window" => o.stream_window = num(&value),
             "--conn-window" => o.conn_window = num(&value),
+            "--max-frame" => o.max_frame = num(&value),
             "--hold" => o.hold = num(&value),
             _ => usage(),
         }
@@ -278,6 +282,7 @@ async fn h2_connection(o: &Options) -> h2::client::SendRequest<Bytes> {
         .initial_max_send_streams(0)
         .initial_window_size(o.stream_window)
         .initial_connection_window_size(o.conn_window)
+        .max_frame_size(o.max_frame)
         .data_frame_budget(1 << 20);
     let (send, connection) = builder
         .handshake::<_, Bytes>(tcp)

@@ -31,8 +31,11 @@
 # ("16 1024 16384"), MODES ("h1 h2"), INFLIGHT (per socket; default
 # min(16, 2000 / N), at least 1: 16, 16, 2), STREAM_WINDOW (65535, h2's
 # default), CONN_WINDOW (16 MiB; h2's default is 65535, which caps what all
-# streams together have in flight at 64 KiB), MEM_SIZES ("16 16384"),
-# SERVER_CPU (0), LOAD_CPU (1). Output in target/bench-h2/.
+# streams together have in flight at 64 KiB), MAX_FRAME (16384, h2's default
+# SETTINGS_MAX_FRAME_SIZE: a 16 KiB message and its header take two DATA
+# frames, and h2 writes every DATA frame over 256 bytes with its own writev),
+# MEM_SIZES ("16 16384"),
+# SERVER_CPU (0), LOAD_CPU (1), OUT (target/bench-h2/: results, memory, conditions).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -43,12 +46,13 @@ SIZES=${SIZES:-"16 1024 16384"}
 MODES=${MODES:-"h1 h2"}
 STREAM_WINDOW=${STREAM_WINDOW:-65535}
 CONN_WINDOW=${CONN_WINDOW:-16777216}
+MAX_FRAME=${MAX_FRAME:-16384}
 MEM_SIZES=${MEM_SIZES:-"16 16384"}
 THROUGHPUT=${THROUGHPUT:-1}
 MEMORY=${MEMORY:-1}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
-OUT=${CARGO_TARGET_DIR:-target}/bench-h2
+OUT=${OUT:-${CARGO_TARGET_DIR:-target}/bench-h2}
 mkdir -p "$OUT"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 CLK_TCK=$(getconf CLK_TCK)
@@ -56,7 +60,7 @@ CLK_TCK=$(getconf CLK_TCK)
 echo "== cargo build --release --features http2 (h2_echo, h2_load)" >&2
 ${CARGO_CMD:-cargo} build --release --features http2 --example h2_echo --example h2_load >&2
 BIN=${CARGO_TARGET_DIR:-target}/release/examples
-WINDOWS=(--stream-window "$STREAM_WINDOW" --conn-window "$CONN_WINDOW")
+WINDOWS=(--stream-window "$STREAM_WINDOW" --conn-window "$CONN_WINDOW" --max-frame "$MAX_FRAME")
 
 {
     echo "date: $(date -u '+%F %T UTC')"
@@ -64,7 +68,7 @@ WINDOWS=(--stream-window "$STREAM_WINDOW" --conn-window "$CONN_WINDOW")
     echo "kernel: $(uname -r)"
     echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "server on CPU $SERVER_CPU, load on CPU $LOAD_CPU; ${SECONDS_PER_RUN}s per run, $REPS repetitions"
-    echo "h2 windows: stream $STREAM_WINDOW, connection $CONN_WINDOW (both sides)"
+    echo "h2 settings (both sides): stream window $STREAM_WINDOW, connection window $CONN_WINDOW, max frame $MAX_FRAME"
 } > "$OUT/conditions.txt"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

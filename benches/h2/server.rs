@@ -4,7 +4,7 @@
 //! single-threaded runtime.
 //!
 //! ```text
-//! h2_echo H1_ADDR H2_ADDR [--stream-window BYTES] [--conn-window BYTES]
+//! h2_echo H1_ADDR H2_ADDR [--stream-window BYTES] [--conn-window BYTES] [--max-frame BYTES]
 //! ```
 //!
 //! - `H1_ADDR`: WebSockets over HTTP/1.1, `wscodec::accept` on each TCP
@@ -14,7 +14,9 @@
 //!   CONNECT becomes a WebSocket through `wscodec::h2::accept`, one task per
 //!   stream. `--stream-window` and `--conn-window` set h2's receive windows
 //!   (`initial_window_size`, `initial_connection_window_size`; h2's default
-//!   is 65,535 for both). The data-frame budget is raised as the `wscodec::h2`
+//!   is 65,535 for both); `--max-frame` the largest DATA frame it accepts
+//!   (`max_frame_size`, SETTINGS_MAX_FRAME_SIZE; default 16,384, so a 16 KiB
+//!   message and its header take two frames). The data-frame budget is raised as the `wscodec::h2`
 //!   docs say for many sockets on one connection.
 //!
 //! It prints `listening h1=ADDR h2=ADDR` when both listen. On SIGUSR1 it
@@ -108,22 +110,26 @@ struct Options {
     h2: String,
     stream_window: u32,
     conn_window: u32,
+    max_frame: u32,
 }
 
 fn options() -> Options {
     let mut args = std::env::args().skip(1);
-    let usage = "h2_echo H1_ADDR H2_ADDR [--stream-window BYTES] [--conn-window BYTES]";
+    let usage =
+        "h2_echo H1_ADDR H2_ADDR [--stream-window BYTES] [--conn-window BYTES] [--max-frame BYTES]";
     let mut o = Options {
         h1: args.next().expect(usage),
         h2: args.next().expect(usage),
         stream_window: 65_535,
         conn_window: 65_535,
+        max_frame: 16_384,
     };
     while let Some(flag) = args.next() {
         let value: u32 = args.next().and_then(|v| v.parse().ok()).expect(usage);
         match flag.as_str() {
             "--stream-window" => o.stream_window = value,
             "--conn-window" => o.conn_window = value,
+            "--max-frame" => o.max_frame = value,
             _ => panic!("{usage}"),
         }
     }
@@ -162,6 +168,7 @@ async fn main() -> std::io::Result<()> {
         .enable_connect_protocol()
         .initial_window_size(o.stream_window)
         .initial_connection_window_size(o.conn_window)
+        .max_frame_size(o.max_frame)
         // src/h2/mod.rs: one DATA frame per message, so the budget counts
         // messages; a thousand sockets with messages waiting need more than
         // the default.
