@@ -55,9 +55,10 @@
 //! h2 counts small DATA frames that wait to be read against a budget and
 //! ends the connection with ENHANCE_YOUR_CALM when it runs out: hundreds of
 //! sockets each sending a short message at once exhaust the default. Raise
-//! it with `Builder::data_frame_budget` (server and client) for such loads;
-//! each of the crate's messages is one DATA frame (header and payload
-//! written together), so the budget counts messages, not pieces.
+//! it with `Builder::data_frame_budget` (server and client) for such loads.
+//! Each write of the WebSocket is one DATA frame (messages queued together
+//! share one; one larger than the peer's maximum frame size, 16 KiB unless
+//! raised, is split into several), so the budget counts writes, not bytes.
 
 mod client;
 mod server;
