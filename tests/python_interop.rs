@@ -300,10 +300,22 @@ async fn python_client_against_wscodec_server() {
             continue;
         }
         let wire_in = ws.get_ref().read - read;
-        timeout(TIMEOUT, ws.send(message.clone()))
-            .await
-            .unwrap()
-            .unwrap();
+        // A "[broadcast]" message is echoed as a broadcast goes out: a
+        // PreparedMessage, compressed on its own, between messages our
+        // compressor compresses with context takeover (peer.py). Python's
+        // decompressor must take both, in either order.
+        if matches!(&message, Message::Text(t) if t.starts_with("[broadcast]")) {
+            let prepared = wscodec::PreparedMessage::new(message.clone()).unwrap();
+            timeout(TIMEOUT, ws.send_prepared(&prepared))
+                .await
+                .unwrap()
+                .unwrap();
+        } else {
+            timeout(TIMEOUT, ws.send(message.clone()))
+                .await
+                .unwrap()
+                .unwrap();
+        }
         let wire_out = ws.get_ref().written - written;
         measured.push(Measured::new(&message, wire_in, wire_out));
     }

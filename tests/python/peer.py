@@ -40,6 +40,7 @@ def messages():
     # Sent twice: the second copy can refer back 5000 bytes into the first, and
     # does when the window is 32 KiB, which wscodec's decompressor must follow.
     block = random.Random(7692).randbytes(5000)
+    chat = json.dumps({"room": "lobby", "name": "alice", "text": "the same words again " * 20})
     return [
         "hello",
         big,
@@ -49,6 +50,15 @@ def messages():
         block,
         block,
         big,  # again, with the compressor's state kept from the messages before
+        # The Rust server echoes a "[broadcast]" message as a PreparedMessage,
+        # compressed on its own, and the others with its compressor's context:
+        # the chat line's second echo may point back to its first only if the
+        # server forgot that context after the broadcast came between them.
+        chat,
+        "[broadcast] " + "".join(
+            random.Random(8441).choice("abcdefghijklmnopqrstuvwxyz ") for _ in range(600)
+        ),
+        chat,
     ]
 
 
