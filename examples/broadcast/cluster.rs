@@ -63,6 +63,7 @@ use tokio::time::{timeout, Instant};
 use tokio_util::sync::CancellationToken;
 use wscodec::{Message, PreparedMessage};
 
+use super::session::Link;
 use super::text::{now_millis, push_json_string};
 use super::Options;
 
@@ -104,6 +105,8 @@ pub struct ClusterStats {
 /// A member as the dispatcher holds it.
 pub(crate) struct Member {
     name: String,
+    /// How it came, for its welcome.
+    link: Link,
     queue: mpsc::Sender<PreparedMessage>,
     /// Cancelled when the member is dropped for being too slow.
     dropped: CancellationToken,
@@ -228,12 +231,14 @@ impl Cluster {
         &self,
         room: &str,
         name: &str,
+        link: Link,
         queue: mpsc::Sender<PreparedMessage>,
         dropped: CancellationToken,
     ) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let member = Member {
             name: name.to_owned(),
+            link,
             queue,
             dropped,
         };
@@ -895,7 +900,12 @@ impl Dispatcher {
         let Some(pending) = room.pending.get_mut(&id) else {
             return; // it left before Redis answered; its leave follows
         };
-        let welcome = welcome(room_name, &pending.member.name, &names);
+        let welcome = welcome(
+            room_name,
+            &pending.member.name,
+            &names,
+            &pending.member.link,
+        );
         pending.joined = Some((seq, epoch.clone(), welcome));
         match &room.next {
             None => {
@@ -1169,7 +1179,7 @@ impl Dispatcher {
     }
 }
 
-fn welcome(room: &str, name: &str, names: &[String]) -> PreparedMessage {
+fn welcome(room: &str, name: &str, names: &[String], link: &Link) -> PreparedMessage {
     let mut json = String::from(r#"{"type":"welcome","room":"#);
     push_json_string(&mut json, room);
     json.push_str(r#","name":"#);
@@ -1181,7 +1191,9 @@ fn welcome(room: &str, name: &str, names: &[String]) -> PreparedMessage {
         }
         push_json_string(&mut json, member);
     }
-    let _ = write!(json, r#"],"time":{}}}"#, now_millis());
+    let _ = write!(json, r#"],"time":{}"#, now_millis());
+    link.push_json(&mut json);
+    json.push('}');
     prepared_text(json)
 }
 

@@ -16,6 +16,7 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio_util::sync::CancellationToken;
 use wscodec::{Message, PreparedMessage};
 
+use super::session::Link;
 use super::text::{now_millis, push_json_string};
 
 /// The rooms and their members.
@@ -44,11 +45,13 @@ impl Hub {
         self.rooms.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds a member: it gets the welcome, the others a join notice.
+    /// Adds a member: it gets the welcome (which says how it came,
+    /// `link`), the others a join notice.
     pub(crate) fn join(
         &self,
         room_name: &str,
         name: &str,
+        link: Link,
         queue: mpsc::Sender<PreparedMessage>,
         dropped: CancellationToken,
     ) -> u64 {
@@ -65,7 +68,9 @@ impl Hub {
             welcome.push(',');
         }
         push_json_string(&mut welcome, name);
-        let _ = write!(welcome, r#"],"time":{}}}"#, now_millis());
+        let _ = write!(welcome, r#"],"time":{}"#, now_millis());
+        link.push_json(&mut welcome);
+        welcome.push('}');
         // A fresh queue has room for one.
         let _ = queue.try_send(prepared_text(welcome));
         let notice = presence("join", name, room.members.len() + 1, None);

@@ -16,20 +16,36 @@
 //! | `--max-connections N` | `BROADCAST_MAX_CONNECTIONS` | 1000 | WebSocket connections open at once; one more gets HTTP 503 |
 //! | `--allow-origin ORIGIN` (repeatable) | `BROADCAST_ALLOWED_ORIGINS` (comma-separated) | the server's own origin | browser origins allowed to connect; `*` allows any |
 //! | `--queue N` | `BROADCAST_QUEUE` | 256 | messages waiting for one client before it is dropped as too slow |
+//! | `--tls-cert FILE` | `BROADCAST_TLS_CERT` | none: plain HTTP | PEM certificate chain: serve HTTPS and `wss://`, ALPN offering `h2` (built with feature `http2`) and `http/1.1` |
+//! | `--tls-key FILE` | `BROADCAST_TLS_KEY` | none | the certificate's PEM private key (with `--tls-cert`) |
+//! | `--no-h2-websocket` | | off | for testing: HTTP/2 without `SETTINGS_ENABLE_CONNECT_PROTOCOL`, so browsers open their WebSockets over HTTP/1.1 |
 //!
 //! A flag wins over its variable. The Origin check stops other web sites from
 //! opening a chat connection from their pages with the visitor's browser
 //! (cross-site WebSocket hijacking); by default only pages served by this
-//! server (`Origin` equal to `http://` + `Host`) may connect. A request without
-//! `Origin` does not come from a browser page and is let through: a non-browser
-//! client could send any `Origin` it liked anyway.
+//! server (`Origin` equal to `http://` or `https://` followed by `Host`, or
+//! over HTTP/2 by `:authority`) may connect. A request without `Origin` does
+//! not come from a browser page and is let through: a non-browser client
+//! could send any `Origin` it liked anyway.
 //!
 //! # Routes
 //!
 //! - `GET /`: the page; `GET /chat.css`, `GET /chat.js`: its style and script.
+//!   With `--tls-cert`, each response carries `X-Broadcast-Connection: N`,
+//!   the number of the TCP connection it came on (from 1, in the order
+//!   accepted).
 //! - `GET /ws/ROOM?name=NAME`: a WebSocket into room `ROOM` (1 to 32 of
 //!   `A-Z a-z 0-9 _ -`) as `NAME` (percent-encoded; at most 32 characters,
-//!   `anonymous` if empty).
+//!   `anonymous` if empty). Over HTTP/2 (TLS, ALPN `h2`, feature `http2`),
+//!   the same WebSocket is an extended CONNECT with `:protocol websocket`
+//!   on `/ws/ROOM?name=NAME` (RFC 8441), on the connection that may also
+//!   have served the page: Chromium does that when the server advertised
+//!   `SETTINGS_ENABLE_CONNECT_PROTOCOL` (RFC 8441 §3), and opens a new
+//!   HTTP/1.1 connection for it otherwise.
+//!
+//! Built with feature `deflate`, the server accepts permessage-deflate
+//! (RFC 7692) from clients that offer it; each broadcast is then compressed
+//! once for all the members that agreed on it (see [`PreparedMessage`]).
 //!
 //! # Protocol
 //!
@@ -41,7 +57,8 @@
 //! server sends:
 //!
 //! ```text
-//! {"type":"welcome","room":"lobby","name":"alice","members":["bob","alice"],"time":1700000000000}   to the new member
+//! {"type":"welcome","room":"lobby","name":"alice","members":["bob","alice"],"time":1700000000000,
+//!  "transport":"h2","connection":3,"deflate":true}                                                 to the new member
 //! {"type":"join","name":"alice","members":2,"time":1700000000000}                                  to the others
 //! {"type":"message","name":"alice","text":"hi","time":1700000000000}                               to all
 //! {"type":"rename","from":"alice","name":"Alice","time":1700000000000}                             to all
@@ -56,6 +73,13 @@
 //! {"type":"error","reason":"broker unavailable","text":"...","time":1700000000000}                 to a sender: that line was not sent
 //! {"type":"resync","reason":"history lost","time":1700000000000}                                   messages may be missing here
 //! ```
+//!
+//! The welcome says how the WebSocket came: `transport` is `http/1.1` (an
+//! Upgrade) or `h2` (an extended CONNECT), `connection` the number of its
+//! TCP connection (the `X-Broadcast-Connection` of the page's responses on
+//! the same connection), `deflate` whether permessage-deflate was
+//! negotiated. A WebSocket with `"transport":"h2"` and the page's
+//! connection number came on the page's own HTTP/2 connection.
 //!
 //! Names are not unique: they say who wrote what, they are not accounts.
 //!
@@ -112,7 +136,9 @@
 //! |---|---|
 //! | `main.rs` (this) | the process: options in, the listening socket, the accept loop, shutdown |
 //! | `options.rs` | the flags and variables, and what the Origin setting allows |
-//! | `routes.rs` | a TCP connection until it is a WebSocket: the head, the routes, the page, refusals, the upgrade |
+//! | `tls.rs` | `--tls-cert`: the PEM files, the TLS configuration, ALPN |
+//! | `routes.rs` | a TCP connection until it is a WebSocket: TLS and ALPN's choice, the head, the routes, the page, refusals, the upgrade |
+//! | `http2.rs` | an HTTP/2 connection (feature `http2`): its streams, the page, the extended CONNECT |
 //! | `session.rs` | a WebSocket connection's life: its settings and close codes, join, relay both ways, leave, close |
 //! | `hub.rs` | the rooms: members, fan-out of one [`PreparedMessage`], dropping the slow |
 //! | `cluster.rs`, `cluster.lua` | the same across nodes through Redis (`--redis`): the script, the outbox, the subscription, exactly-once delivery, presence |
@@ -120,11 +146,14 @@
 //! | `index.html`, `chat.css`, `chat.js` | the page, embedded in the binary by `routes.rs` |
 
 mod cluster;
+#[cfg(feature = "http2")]
+mod http2;
 mod hub;
 mod options;
 mod routes;
 mod session;
 mod text;
+mod tls;
 
 use std::future::Future;
 use std::io::Write as _;
@@ -135,6 +164,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::timeout;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use cluster::Cluster;
@@ -144,7 +174,7 @@ use routes::handle;
 
 // Where tests/broadcast.rs, which includes this file, finds them.
 pub use cluster::ClusterStats;
-pub use options::{Options, Origins};
+pub use options::{Options, Origins, TlsFiles};
 pub use session::{CLOSE_GRACE, TOO_SLOW};
 
 /// The kernel send buffer of each connection (`SO_SNDBUF`; Linux books twice
@@ -192,14 +222,16 @@ pub async fn serve(
 }
 
 /// [`serve`], counting what the cluster (with [`Options::redis`]) goes
-/// through in `stats`. Fails at once if that Redis cannot be reached; once
-/// started, the node rides out Redis's outages.
+/// through in `stats`. Fails at once if that Redis cannot be reached, or if
+/// the TLS files ([`Options::tls`]) cannot be read; once started, the node
+/// rides out Redis's outages.
 pub async fn serve_with_stats(
     listener: TcpListener,
     options: Options,
     shutdown: impl Future<Output = ()>,
     stats: Arc<ClusterStats>,
 ) -> std::io::Result<()> {
+    let tls = options.tls.as_ref().map(tls::acceptor).transpose()?;
     // Dropped with this future: a `serve` that is aborted stops its cluster
     // tasks too, as a killed process would.
     let (cluster, cluster_tasks) = match &options.redis {
@@ -216,8 +248,10 @@ pub async fn serve_with_stats(
         cluster: cluster.clone(),
         slots: Arc::new(Semaphore::new(options.max_connections)),
         shutdown: CancellationToken::new(),
+        tls,
         options,
     });
+    let mut numbered: u64 = 0;
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -225,7 +259,8 @@ pub async fn serve_with_stats(
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
-                    connections.spawn(handle(tcp, peer, server.clone()));
+                    numbered += 1;
+                    connections.spawn(handle(tcp, peer, server.clone(), numbered));
                 }
                 Err(e) => {
                     // Out of file descriptors, say: wait for some to be given back.
@@ -262,6 +297,8 @@ struct Server {
     /// One permit per open WebSocket connection.
     slots: Arc<Semaphore>,
     shutdown: CancellationToken,
+    /// With `--tls-cert`: every connection is TLS first.
+    tls: Option<TlsAcceptor>,
     options: Options,
 }
 
@@ -318,7 +355,14 @@ async fn main() -> std::process::ExitCode {
     };
     match listener.local_addr() {
         // On stdout, as before: scripts read the URL from this line.
-        Ok(addr) => println!("chat server listening on http://{addr}/ (Ctrl-C to stop)"),
+        Ok(addr) => {
+            let scheme = if options.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            println!("chat server listening on {scheme}://{addr}/ (Ctrl-C to stop)");
+        }
         Err(e) => tracing::warn!(error = %e, "no local address"),
     }
     let stop = async {

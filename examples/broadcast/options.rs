@@ -7,10 +7,12 @@
 
 use wscodec::handshake::Request;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub(crate) const USAGE: &str = "usage: broadcast [ADDRESS] [--max-connections N] [--allow-origin ORIGIN]... [--queue N]
                  [--redis URL [--node-id ID] [--presence-ttl SECONDS]]
+                 [--tls-cert FILE --tls-key FILE [--no-h2-websocket]]
   ADDRESS                 where to listen (env BROADCAST_ADDR; default 127.0.0.1:9002)
   --max-connections N     WebSocket connections at once (env BROADCAST_MAX_CONNECTIONS; default 1000)
   --allow-origin ORIGIN   allowed browser Origin, repeatable; * for any
@@ -22,7 +24,12 @@ pub(crate) const USAGE: &str = "usage: broadcast [ADDRESS] [--max-connections N]
   --node-id ID            this node's name in the cluster, 1 to 32 of A-Z a-z 0-9 _ -
                           (env BROADCAST_NODE_ID; default random)
   --presence-ttl SECONDS  how long the cluster keeps a silent node's members
-                          (env BROADCAST_PRESENCE_TTL; default 15)";
+                          (env BROADCAST_PRESENCE_TTL; default 15)
+  --tls-cert FILE         serve HTTPS and wss:// with this PEM certificate chain, offering
+                          HTTP/2 and HTTP/1.1 by ALPN (env BROADCAST_TLS_CERT; default: plain HTTP)
+  --tls-key FILE          the certificate's PEM private key (env BROADCAST_TLS_KEY)
+  --no-h2-websocket       for testing: HTTP/2 without WebSockets over it (no RFC 8441
+                          SETTINGS_ENABLE_CONNECT_PROTOCOL), so browsers use HTTP/1.1 for them";
 
 /// Which browser origins may open a WebSocket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +66,22 @@ pub struct Options {
     /// Chat lines a node holds for Redis while it cannot publish them; one
     /// more is refused with an error notice to its sender.
     pub outbox_capacity: usize,
+    /// The PEM certificate chain and private key to serve HTTPS with;
+    /// `None`: plain HTTP.
+    pub tls: Option<TlsFiles>,
+    /// Whether HTTP/2 connections advertise `SETTINGS_ENABLE_CONNECT_PROTOCOL`
+    /// (RFC 8441 §3), which lets a client open WebSockets on them. Off only
+    /// to test a client's fallback to HTTP/1.1.
+    pub h2_websocket: bool,
+}
+
+/// Where the TLS certificate chain and its key are (PEM files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, the server's own certificate first.
+    pub cert: PathBuf,
+    /// The private key (PKCS #8, PKCS #1 or SEC 1).
+    pub key: PathBuf,
 }
 
 impl Default for Options {
@@ -73,6 +96,8 @@ impl Default for Options {
             presence_ttl: Duration::from_secs(15),
             probe_timeout: Duration::from_secs(3),
             outbox_capacity: 1024,
+            tls: None,
+            h2_websocket: true,
         }
     }
 }
@@ -108,6 +133,9 @@ impl Options {
             options.presence_ttl = seconds("BROADCAST_PRESENCE_TTL", &n)?;
         }
 
+        let mut tls_cert = env("BROADCAST_TLS_CERT").filter(|f| !f.is_empty());
+        let mut tls_key = env("BROADCAST_TLS_KEY").filter(|f| !f.is_empty());
+
         let mut allowed = Vec::new();
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -129,6 +157,9 @@ impl Options {
                 "--redis" => options.redis = Some(value()?),
                 "--node-id" => options.node_id = Some(node_id(&flag, value()?)?),
                 "--presence-ttl" => options.presence_ttl = seconds(&flag, &value()?)?,
+                "--tls-cert" => tls_cert = Some(value()?),
+                "--tls-key" => tls_key = Some(value()?),
+                "--no-h2-websocket" if inline.is_none() => options.h2_websocket = false,
                 _ if flag.starts_with('-') => return Err(format!("unknown option {flag}")),
                 _ => options.addr = arg,
             }
@@ -136,10 +167,22 @@ impl Options {
         if !allowed.is_empty() {
             options.origins = origins(allowed.iter().map(String::as_str));
         }
+        options.tls = match (tls_cert, tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.into(),
+                key: key.into(),
+            }),
+            (None, None) => None,
+            (Some(_), None) => return Err("--tls-cert needs --tls-key".into()),
+            (None, Some(_)) => return Err("--tls-key needs --tls-cert".into()),
+        };
         Ok(Some(options))
     }
 
-    pub(crate) fn origin_allowed(&self, request: &Request) -> bool {
+    /// Whether the browser page behind `request` may connect. `authority`
+    /// is the host the request was sent to: its `Host` header over HTTP/1.1,
+    /// its `:authority` over HTTP/2 (RFC 9113 §8.3.1), which has no `Host`.
+    pub(crate) fn origin_allowed(&self, request: &Request, authority: Option<&str>) -> bool {
         let Some(origin) = request.header("origin") else {
             return true; // not a browser page
         };
@@ -147,7 +190,7 @@ impl Options {
             Origins::Any => true,
             Origins::List(list) => list.iter().any(|o| o.eq_ignore_ascii_case(origin)),
             Origins::SameHost => {
-                let host = request.header("host").unwrap_or_default();
+                let host = authority.unwrap_or_default();
                 let origin_host = origin
                     .strip_prefix("http://")
                     .or_else(|| origin.strip_prefix("https://"));
@@ -271,5 +314,33 @@ mod tests {
         assert!(parse(&["--node-id", "a b"], &[]).is_err());
         assert!(parse(&["--node-id", "a/b"], &[]).is_err());
         assert!(parse(&["--presence-ttl", "1"], &[]).is_err());
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_h2_websockets_are_on_unless_turned_off() {
+        let plain = parse(&[], &[]).unwrap().unwrap();
+        assert_eq!(plain.tls, None);
+        assert!(plain.h2_websocket);
+        let env = [
+            ("BROADCAST_TLS_CERT", "env-cert.pem"),
+            ("BROADCAST_TLS_KEY", "env-key.pem"),
+        ];
+        let files = |cert: &str, key: &str| {
+            Some(TlsFiles {
+                cert: cert.into(),
+                key: key.into(),
+            })
+        };
+        let tls = parse(&[], &env).unwrap().unwrap();
+        assert_eq!(tls.tls, files("env-cert.pem", "env-key.pem"));
+        let tls = parse(&["--tls-cert", "c.pem", "--tls-key=k.pem"], &env)
+            .unwrap()
+            .unwrap();
+        assert_eq!(tls.tls, files("c.pem", "k.pem"));
+        assert!(parse(&["--tls-cert", "c.pem"], &[]).is_err());
+        assert!(parse(&["--tls-key", "k.pem"], &[]).is_err());
+        let off = parse(&["--no-h2-websocket"], &[]).unwrap().unwrap();
+        assert!(!off.h2_websocket);
+        assert!(parse(&["--no-h2-websocket=yes"], &[]).is_err());
     }
 }

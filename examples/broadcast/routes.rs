@@ -1,25 +1,28 @@
-//! HTTP routing: one TCP connection from its request head until it is
-//! answered or upgraded.
+//! HTTP routing: one TCP connection from its TLS handshake (with
+//! `--tls-cert`) and request head until it is answered or upgraded.
 //!
 //! This module owns the routes, the page's files and the headers they go out
 //! with, every refusal (the handshake's own, 403, 404, 405, 503) and what is
 //! checked before an upgrade: the handshake, the Origin, the connection limit.
+//! A TLS connection whose ALPN chose `h2` goes to [`http2`](super::http2),
+//! which serves the same routes, files and checks over HTTP/2.
 //! It never reads or writes a WebSocket message: an accepted upgrade is handed
 //! to [`session`](super::session).
 
+use std::fmt::Write as _;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-use wscodec::handshake::{Accept, Reject, Request};
+use wscodec::handshake::{Accept, Agreed, Reject, Request};
 use wscodec::{accept_request, read_request, Error, Limits};
 
-use super::session::{chat, websocket_config};
+use super::session::{chat, websocket_config, Link};
 use super::text::name_from_query;
 use super::Server;
 
@@ -27,12 +30,64 @@ const INDEX_HTML: &str = include_str!("index.html");
 const CHAT_CSS: &str = include_str!("chat.css");
 const CHAT_JS: &str = include_str!("chat.js");
 
-/// How long a client has to send its request head.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client has to send its request head (or, with TLS, to finish
+/// the TLS handshake; over HTTP/2, its connection preface).
+pub(crate) const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// One TCP connection: read the request head, then serve the page or upgrade.
-pub(crate) async fn handle(mut tcp: TcpStream, peer: SocketAddr, server: Arc<Server>) {
+/// The headers every file of the page goes out with, after its type and
+/// length: the page's own files are all it may load or connect to.
+pub(crate) const PAGE_HEADERS: [(&str, &str); 4] = [
+    ("Cache-Control", "no-cache"),
+    ("X-Content-Type-Options", "nosniff"),
+    (
+        "Content-Security-Policy",
+        "default-src 'self'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+    ),
+    ("Referrer-Policy", "no-referrer"),
+];
+
+/// The header that carries the connection's number on every file of the
+/// page served over TLS (its WebSocket's welcome says it too, see
+/// `main.rs`). Plain HTTP goes without: there every response closes its
+/// connection, so there is no sharing to show.
+pub(crate) const CONNECTION_HEADER: &str = "X-Broadcast-Connection";
+
+/// One TCP connection, the `connection`th accepted: with TLS, its handshake
+/// and ALPN's choice; then HTTP/1.1 here or HTTP/2 in
+/// [`http2`](super::http2).
+pub(crate) async fn handle(tcp: TcpStream, peer: SocketAddr, server: Arc<Server>, connection: u64) {
     let _ = tcp.set_nodelay(true);
+    let Some(acceptor) = &server.tls else {
+        return http1(tcp, peer, server, connection).await;
+    };
+    let handshake = tokio::select! {
+        tls = timeout(HEAD_TIMEOUT, acceptor.accept(tcp)) => tls,
+        () = server.shutdown.cancelled() => return,
+    };
+    let tls = match handshake {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            // A client that does not trust the certificate says so here.
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    #[cfg(feature = "http2")]
+    if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+        return super::http2::serve(tls, peer, server, connection).await;
+    }
+    // ALPN chose http/1.1, or the client offered nothing (RFC 7301 §3.1:
+    // then HTTP/1.1 is what it speaks).
+    http1(tls, peer, server, connection).await
+}
+
+/// An HTTP/1.1 connection: read the request head, then serve the page or
+/// upgrade.
+async fn http1<T>(mut tcp: T, peer: SocketAddr, server: Arc<Server>, connection: u64)
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let limits = Limits::default();
     let head = tokio::select! {
         head = timeout(HEAD_TIMEOUT, read_request(&mut tcp, &limits)) => head,
@@ -47,13 +102,15 @@ pub(crate) async fn handle(mut tcp: TcpStream, peer: SocketAddr, server: Arc<Ser
     };
     let result = match route(request.path()) {
         Route::Asset(content_type, body) if matches!(request.method(), "GET" | "HEAD") => {
-            respond(tcp, content_type, body, request.method() == "HEAD").await
+            let head_only = request.method() == "HEAD";
+            let numbered = server.tls.is_some().then_some(connection);
+            respond(tcp, content_type, body, head_only, numbered).await
         }
         Route::Asset(..) => {
             reject(tcp, Reject::new(405).header("Allow", "GET, HEAD")).await;
             Ok(())
         }
-        Route::Room(room) => upgrade(tcp, &request, rest, room, &server).await,
+        Route::Room(room) => upgrade(tcp, &request, rest, room, &server, connection).await,
         Route::NotFound => {
             reject(tcp, Reject::new(404).body("not found")).await;
             Ok(())
@@ -79,13 +136,13 @@ pub(crate) async fn handle(mut tcp: TcpStream, peer: SocketAddr, server: Arc<Ser
 }
 
 #[derive(Debug, PartialEq, Eq)]
-enum Route<'a> {
+pub(crate) enum Route<'a> {
     Asset(&'static str, &'static str),
     Room(&'a str),
     NotFound,
 }
 
-fn route(path: &str) -> Route<'_> {
+pub(crate) fn route(path: &str) -> Route<'_> {
     match path {
         "/" | "/index.html" => Route::Asset("text/html; charset=utf-8", INDEX_HTML),
         "/chat.css" => Route::Asset("text/css; charset=utf-8", CHAT_CSS),
@@ -104,21 +161,26 @@ fn valid_room(room: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// Writes a 200 with `body` (only its head for a HEAD request) and closes the
-/// connection. The page's own files are all it may load or connect to.
-async fn respond(
-    mut tcp: TcpStream,
+/// Writes a 200 with `body` (only its head for a HEAD request), and
+/// `connection` as [`CONNECTION_HEADER`], and closes the connection.
+async fn respond<T: AsyncRead + AsyncWrite + Unpin>(
+    mut tcp: T,
     content_type: &str,
     body: &str,
     head_only: bool,
+    connection: Option<u64>,
 ) -> Result<(), Error> {
-    let head = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n\
-         Content-Security-Policy: default-src 'self'; connect-src 'self'; img-src 'self' data:; \
-         frame-ancestors 'none'\r\nReferrer-Policy: no-referrer\r\nConnection: close\r\n\r\n",
+    let mut head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
         body.len()
     );
+    for (name, value) in PAGE_HEADERS {
+        let _ = write!(head, "{name}: {value}\r\n");
+    }
+    if let Some(connection) = connection {
+        let _ = write!(head, "{CONNECTION_HEADER}: {connection}\r\n");
+    }
+    head.push_str("Connection: close\r\n\r\n");
     tcp.write_all(head.as_bytes()).await?;
     if !head_only {
         tcp.write_all(body.as_bytes()).await?;
@@ -127,7 +189,7 @@ async fn respond(
     Ok(())
 }
 
-async fn reject(mut tcp: TcpStream, reject: Reject) {
+async fn reject<T: AsyncRead + AsyncWrite + Unpin>(mut tcp: T, reject: Reject) {
     let mut out = BytesMut::new();
     reject.write_response(&mut out);
     if tcp.write_all(&out).await.is_ok() {
@@ -138,7 +200,7 @@ async fn reject(mut tcp: TcpStream, reject: Reject) {
 /// Sends FIN and reads what the client still sends for a moment: closing a
 /// socket with unread bytes makes the kernel send RST, which can destroy the
 /// response before the client reads it.
-async fn linger(mut tcp: TcpStream) {
+async fn linger<T: AsyncRead + AsyncWrite + Unpin>(mut tcp: T) {
     let _ = tcp.shutdown().await;
     let mut sink = [0u8; 1024];
     let _ = timeout(Duration::from_secs(1), async {
@@ -148,18 +210,25 @@ async fn linger(mut tcp: TcpStream) {
 }
 
 /// Checks a `/ws/ROOM` request, answers 101 and runs the chat session.
-async fn upgrade(
-    tcp: TcpStream,
+async fn upgrade<T>(
+    tcp: T,
     request: &Request,
     rest: BytesMut,
     room: &str,
     server: &Server,
-) -> Result<(), Error> {
+    connection: u64,
+) -> Result<(), Error>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     if let Err(e) = request.validate() {
         reject(tcp, Reject::from_error(&e)).await;
         return Ok(());
     }
-    if !server.options.origin_allowed(request) {
+    if !server
+        .options
+        .origin_allowed(request, request.header("host"))
+    {
         reject(tcp, Reject::new(403).body("origin not allowed")).await;
         return Ok(());
     }
@@ -170,9 +239,20 @@ async fn upgrade(
         reject(tcp, full).await;
         return Ok(());
     };
-    let ws = accept_request(tcp, request, rest, websocket_config(), Accept::new()).await?;
+    let config = websocket_config();
+    // What `accept_request` will agree, for the welcome and the session:
+    // the same pure negotiation on the same request and settings, since a
+    // `WebSocket` does not say which extensions it runs.
+    let deflate = Agreed::negotiate(request, Accept::new(), &config)
+        .is_ok_and(|agreed| !agreed.extensions().is_empty());
+    let ws = accept_request(tcp, request, rest, config, Accept::new()).await?;
     let name = name_from_query(request.query().unwrap_or_default());
-    chat(ws, room, name, server, slot).await;
+    let link = Link {
+        transport: "http/1.1",
+        connection,
+        deflate,
+    };
+    chat(ws, room, name, link, server, slot).await;
     Ok(())
 }
 

@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use wscodec::{
@@ -35,9 +35,11 @@ pub const TOO_SLOW: CloseCode = CloseCode::POLICY_VIOLATION;
 /// Close code for every client when the server shuts down.
 pub(crate) const SHUTTING_DOWN: CloseCode = CloseCode::GOING_AWAY;
 
-/// The settings of every chat connection.
+/// The settings of every chat connection. Built with the crate's `deflate`
+/// feature, permessage-deflate (RFC 7692) is accepted from clients that
+/// offer it, as browsers do, with the crate's defaults.
 pub(crate) fn websocket_config() -> Config {
-    Config::default()
+    let config = Config::default()
         .limits(
             Limits::default()
                 .max_frame_size(MAX_MESSAGE_BYTES)
@@ -45,7 +47,39 @@ pub(crate) fn websocket_config() -> Config {
         )
         .keepalive_interval(Some(Duration::from_secs(30)))
         .idle_timeout(Some(Duration::from_secs(90)))
-        .close_timeout(CLOSE_GRACE)
+        .close_timeout(CLOSE_GRACE);
+    #[cfg(feature = "deflate")]
+    let config = config.deflate(Some(wscodec::deflate::DeflateConfig::default()));
+    config
+}
+
+/// How a member's WebSocket reached the server. Its welcome says so, which
+/// lets a client (or a test) see which handshake the browser chose and on
+/// which connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Link {
+    /// The handshake's HTTP: `http/1.1`, an Upgrade (RFC 6455 §4), or `h2`,
+    /// an extended CONNECT on a stream of an HTTP/2 connection (RFC 8441).
+    pub(crate) transport: &'static str,
+    /// The number the server gave the TCP connection (from 1, in the order
+    /// accepted); over TLS the page's responses carry it as
+    /// `X-Broadcast-Connection`.
+    pub(crate) connection: u64,
+    /// Whether permessage-deflate was negotiated.
+    pub(crate) deflate: bool,
+}
+
+impl Link {
+    /// Appends the welcome's fields for it, each after a comma.
+    pub(crate) fn push_json(&self, json: &mut String) {
+        json.push_str(r#","transport":"#);
+        push_json_string(json, self.transport);
+        let _ = write!(
+            json,
+            r#","connection":{},"deflate":{}"#,
+            self.connection, self.deflate
+        );
+    }
 }
 
 /// Why a session ended.
@@ -57,14 +91,19 @@ enum End {
     Close(CloseFrame),
 }
 
-/// A member's life in a room: join, relay both ways, leave, close.
-pub(crate) async fn chat(
-    ws: WebSocket<TcpStream>,
+/// A member's life in a room: join, relay both ways, leave, close. The
+/// same over a TCP connection, TLS or an HTTP/2 stream: `T` is whatever
+/// carries the frames.
+pub(crate) async fn chat<T>(
+    ws: WebSocket<T>,
     room: &str,
     name: String,
+    link: Link,
     server: &Server,
     _slot: OwnedSemaphorePermit,
-) {
+) where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sink, mut stream) = ws.split();
     let (queue_tx, mut queue) = mpsc::channel(server.options.queue_capacity);
     let dropped = CancellationToken::new();
@@ -75,12 +114,14 @@ pub(crate) async fn chat(
         Some(cluster) => {
             let own = queue_tx.clone();
             (
-                cluster.enter(room, &name, queue_tx, dropped.clone()),
+                cluster.enter(room, &name, link, queue_tx, dropped.clone()),
                 Some(own),
             )
         }
         None => (
-            server.hub.join(room, &name, queue_tx, dropped.clone()),
+            server
+                .hub
+                .join(room, &name, link, queue_tx, dropped.clone()),
             None,
         ),
     };
@@ -114,8 +155,8 @@ pub(crate) async fn chat(
 }
 
 /// Relays what the member sends to its room until its stream ends.
-async fn receive(
-    stream: &mut ReadHalf<TcpStream>,
+async fn receive<T: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut ReadHalf<T>,
     server: &Server,
     room: &str,
     id: u64,
@@ -170,8 +211,13 @@ async fn receive(
 
 /// Writes the member's queue to its socket, batching what is already queued
 /// into one write. Returns when the hub drops the queue, or on a write error.
-async fn forward(
-    sink: &mut WriteHalf<TcpStream>,
+///
+/// On a connection that agreed on permessage-deflate, a [`PreparedMessage`]
+/// goes out compressed, and compressed once for every such member of the
+/// room (the first connection compresses it on its own, RFC 7692 §7.1.1,
+/// and keeps the frame in it), not once per member.
+async fn forward<T: AsyncRead + AsyncWrite + Unpin>(
+    sink: &mut WriteHalf<T>,
     queue: &mut mpsc::Receiver<PreparedMessage>,
 ) -> Result<(), Error> {
     let mut batch = Vec::with_capacity(64);
