@@ -9,10 +9,12 @@ mod broadcast;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use broadcast::{Options, Origins};
 use futures::{SinkExt, StreamExt};
+use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::oneshot;
@@ -87,7 +89,9 @@ impl Running {
 }
 
 /// The next text message, skipping nothing else.
-async fn next_text(ws: &mut Client) -> String {
+async fn next_text(
+    ws: &mut (impl futures::Stream<Item = Result<Message, Error>> + Unpin),
+) -> String {
     match timeout(DEADLINE, ws.next())
         .await
         .expect("a message in time")
@@ -506,4 +510,300 @@ async fn the_page_and_its_assets_are_served_and_other_paths_get_404() {
     let response = http_get(server.addr, "/ws/lobby").await;
     assert!(response.starts_with("HTTP/1.1 400 "), "{response}");
     server.shut_down().await;
+}
+
+/// A self-signed certificate for 127.0.0.1 in PEM files named after `test`
+/// (tests run at once): the files' names, and the certificate.
+fn tls_files(test: &str) -> (broadcast::TlsFiles, CertificateDer<'static>) {
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("broadcast-{}-{test}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let files = broadcast::TlsFiles {
+        cert: dir.join("cert.pem"),
+        key: dir.join("key.pem"),
+    };
+    std::fs::write(&files.cert, certified.cert.pem()).unwrap();
+    std::fs::write(&files.key, certified.key_pair.serialize_pem()).unwrap();
+    (files, certified.cert.der().clone())
+}
+
+/// A client configuration that trusts `cert` and offers `alpn`.
+fn tls_client(cert: &CertificateDer<'static>, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+type TlsClient = WebSocket<tokio_rustls::client::TlsStream<TcpStream>>;
+
+async fn tls_connect(
+    addr: SocketAddr,
+    config: &Arc<rustls::ClientConfig>,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    tokio_rustls::TlsConnector::from(config.clone())
+        .connect(name, tcp)
+        .await
+        .unwrap()
+}
+
+/// Joins over TLS and HTTP/1.1 as a page of the server would; returns the
+/// welcome too.
+async fn join_tls(
+    addr: SocketAddr,
+    config: &Arc<rustls::ClientConfig>,
+    room: &str,
+    name: &str,
+) -> (TlsClient, String) {
+    let tls = tls_connect(addr, config).await;
+    let url = format!("wss://{addr}/ws/{room}?name={name}");
+    let request = ClientRequest::new(&url)
+        .unwrap()
+        .origin(format!("https://{addr}"))
+        .secure_transport();
+    let (mut ws, _) = wscodec::connect_with(tls, request, Config::default())
+        .await
+        .unwrap();
+    let welcome = next_text(&mut ws).await;
+    assert_eq!(field(&welcome, "type"), Some("welcome"), "{welcome}");
+    (ws, welcome)
+}
+
+#[tokio::test]
+async fn over_tls_an_http11_client_gets_the_page_and_a_websocket_as_over_tcp() {
+    let (files, cert) = tls_files("http11");
+    let client = tls_client(&cert, &[b"http/1.1"]);
+    let server = Running::start(Options {
+        tls: Some(files),
+        ..Options::default()
+    })
+    .await;
+    let mut tls = tls_connect(server.addr, &client).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let request = format!("GET / HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr);
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut page = Vec::new();
+    // The server closes after the response, with or without close_notify.
+    let _ = timeout(DEADLINE, tls.read_to_end(&mut page)).await.unwrap();
+    let page = String::from_utf8(page).unwrap();
+    assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
+    assert!(page.contains("X-Broadcast-Connection: 1\r\n"), "{page}");
+
+    let (mut ws, welcome) = join_tls(server.addr, &client, "lobby", "tls").await;
+    assert_eq!(field(&welcome, "transport"), Some("http/1.1"), "{welcome}");
+    assert_eq!(field(&welcome, "connection"), Some("2"), "{welcome}");
+    assert_eq!(field(&welcome, "deflate"), Some("false"), "{welcome}");
+    ws.send(Message::text("over TLS")).await.unwrap();
+    assert_eq!(field(&next_text(&mut ws).await, "text"), Some("over TLS"));
+    ws.close().await.unwrap();
+    while ws.next().await.is_some() {}
+    server.shut_down().await;
+}
+
+#[cfg(feature = "http2")]
+mod over_h2 {
+    //! The same over HTTP/2: the page and the WebSockets on streams of one
+    //! connection, through the crate's own client (`wscodec::h2::connect`).
+
+    use super::*;
+
+    use ::h2::client::SendRequest;
+    use bytes::Bytes;
+    use wscodec::h2::{H2Error, H2Stream};
+
+    /// An HTTP/2 connection to the server, driven by a task of its own.
+    async fn h2_connect(
+        addr: SocketAddr,
+        config: &Arc<rustls::ClientConfig>,
+    ) -> SendRequest<Bytes> {
+        let tls = tls_connect(addr, config).await;
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        // No streams before the server's SETTINGS: then `connect` knows at
+        // once whether they allow extended CONNECT.
+        let (send, connection) = ::h2::client::Builder::new()
+            .initial_max_send_streams(0)
+            .handshake::<_, Bytes>(tls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        send
+    }
+
+    /// GET `path`: the status, the `x-broadcast-connection` and the body.
+    async fn get(
+        send: &mut SendRequest<Bytes>,
+        addr: SocketAddr,
+        path: &str,
+    ) -> (u16, u64, String) {
+        let request = http::Request::get(format!("https://{addr}{path}"))
+            .body(())
+            .unwrap();
+        let (response, _) = send
+            .clone()
+            .ready()
+            .await
+            .unwrap()
+            .send_request(request, true)
+            .unwrap();
+        let response = timeout(DEADLINE, response).await.unwrap().unwrap();
+        let status = response.status().as_u16();
+        let connection = response
+            .headers()
+            .get("x-broadcast-connection")
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(0);
+        let mut body = response.into_body();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = timeout(DEADLINE, body.data()).await.unwrap() {
+            let chunk = chunk.unwrap();
+            let _ = body.flow_control().release_capacity(chunk.len());
+            bytes.extend_from_slice(&chunk);
+        }
+        (status, connection, String::from_utf8(bytes).unwrap())
+    }
+
+    fn client_config() -> Config {
+        #[cfg(feature = "deflate")]
+        return Config::default().deflate(Some(wscodec::deflate::DeflateConfig::default()));
+        #[cfg(not(feature = "deflate"))]
+        Config::default()
+    }
+
+    async fn join_h2(
+        send: &mut SendRequest<Bytes>,
+        addr: SocketAddr,
+        room: &str,
+        name: &str,
+        origin: &str,
+    ) -> Result<(WebSocket<H2Stream>, String), H2Error> {
+        let request = http::Request::get(format!("wss://{addr}/ws/{room}?name={name}"))
+            .header("origin", origin)
+            .body(())
+            .unwrap();
+        let (mut ws, _) = wscodec::h2::connect(send, request, client_config()).await?;
+        let welcome = match timeout(DEADLINE, ws.next()).await.unwrap() {
+            Some(Ok(Message::Text(text))) => text.as_str().to_owned(),
+            other => panic!("expected the welcome, got {other:?}"),
+        };
+        Ok((ws, welcome))
+    }
+
+    #[tokio::test]
+    async fn the_page_and_its_websockets_share_one_http2_connection_and_chat_with_tcp_members() {
+        let (files, cert) = tls_files("h2");
+        let client = tls_client(&cert, &[b"h2", b"http/1.1"]);
+        let server = Running::start(Options {
+            tls: Some(files),
+            ..Options::default()
+        })
+        .await;
+        let addr = server.addr;
+        let origin = format!("https://{addr}");
+        let mut send = h2_connect(addr, &client).await;
+        let (status, connection, page) = get(&mut send, addr, "/").await;
+        assert_eq!(status, 200);
+        assert!(page.contains(r#"<script src="/chat.js" defer></script>"#));
+        assert_eq!(
+            get(&mut send, addr, "/chat.js").await.1,
+            connection,
+            "one connection"
+        );
+        assert_eq!(get(&mut send, addr, "/nope").await.0, 404);
+
+        // Two sockets on the page's connection.
+        let (mut alice, welcome) = join_h2(&mut send, addr, "lobby", "alice", &origin)
+            .await
+            .unwrap();
+        assert_eq!(field(&welcome, "transport"), Some("h2"), "{welcome}");
+        assert_eq!(
+            field(&welcome, "connection"),
+            Some(connection.to_string().as_str())
+        );
+        let deflate = if cfg!(feature = "deflate") {
+            "true"
+        } else {
+            "false"
+        };
+        assert_eq!(field(&welcome, "deflate"), Some(deflate), "{welcome}");
+        let (mut bob, _) = join_h2(&mut send, addr, "lobby", "bob", &origin)
+            .await
+            .unwrap();
+        assert_eq!(field(&next_text(&mut alice).await, "type"), Some("join"));
+        // And one over HTTP/1.1, in the same room.
+        let http11 = tls_client(&cert, &[b"http/1.1"]);
+        let (mut carol, welcome) = join_tls(addr, &http11, "lobby", "carol").await;
+        assert_eq!(field(&welcome, "transport"), Some("http/1.1"), "{welcome}");
+        for ws in [&mut alice, &mut bob] {
+            assert_eq!(field(&next_text(ws).await, "type"), Some("join"));
+        }
+
+        // Long enough to be compressed for the deflate members.
+        let line = "over one HTTP/2 stream of many. ".repeat(100);
+        alice.send(Message::text(line.clone())).await.unwrap();
+        for ws in [&mut alice, &mut bob] {
+            assert_eq!(field(&next_text(ws).await, "text"), Some(line.as_str()));
+        }
+        assert_eq!(
+            field(&next_text(&mut carol).await, "text"),
+            Some(line.as_str())
+        );
+        carol.send(Message::text("from TCP")).await.unwrap();
+        for ws in [&mut alice, &mut bob] {
+            assert_eq!(field(&next_text(ws).await, "text"), Some("from TCP"));
+        }
+
+        // The same refusals as over HTTP/1.1, as statuses on the stream.
+        let refused = join_h2(&mut send, addr, "lobby", "eve", "https://evil.example").await;
+        assert_eq!(refused.err().and_then(|e| e.status()), Some(403));
+
+        // Bob closes; the connection and Alice carry on.
+        bob.close().await.unwrap();
+        while bob.next().await.is_some() {}
+        let leave = next_text(&mut alice).await;
+        assert_eq!(field(&leave, "type"), Some("leave"), "{leave}");
+        assert_eq!(get(&mut send, addr, "/").await.1, connection);
+
+        // Shutdown: 1001 on the stream, after which it ends.
+        let _ = next_text(&mut carol).await; // bob's leave
+        drop(carol);
+        let stop = tokio::spawn(server.shut_down());
+        let mut code = None;
+        while let Some(message) = timeout(DEADLINE, alice.next()).await.unwrap() {
+            if let Ok(Message::Close(frame)) = message {
+                code = frame.map(|f| f.code);
+            }
+        }
+        assert_eq!(code, Some(CloseCode::GOING_AWAY));
+        stop.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn with_no_h2_websocket_the_server_does_not_allow_extended_connect() {
+        let (files, cert) = tls_files("no-h2-ws");
+        let client = tls_client(&cert, &[b"h2"]);
+        let server = Running::start(Options {
+            tls: Some(files),
+            h2_websocket: false,
+            ..Options::default()
+        })
+        .await;
+        let mut send = h2_connect(server.addr, &client).await;
+        assert_eq!(get(&mut send, server.addr, "/").await.0, 200);
+        let origin = format!("https://{}", server.addr);
+        let refused = join_h2(&mut send, server.addr, "lobby", "x", &origin).await;
+        assert!(
+            matches!(refused, Err(H2Error::ExtendedConnectDisabled)),
+            "{:?}",
+            refused.err()
+        );
+        server.shut_down().await;
+    }
 }
