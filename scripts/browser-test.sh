@@ -9,13 +9,19 @@
 # negotiate permessage-deflate, and large messages must be small on the wire
 # both ways. A fourth (axum.test.mjs) chats in the page of examples/axum_chat,
 # served by axum through wscodec::axum: messages go both ways, and the browser
-# negotiated permessage-deflate with the extractor. Screenshots and the
-# server's log land in target/browser/.
+# negotiated permessage-deflate with the extractor. A fifth (h2.test.mjs) runs
+# broadcast over TLS with a self-signed certificate made here by openssl: the
+# page comes over HTTP/2 and its WebSocket must be an extended CONNECT on the
+# page's own connection (RFC 8441), chat both ways with permessage-deflate and
+# close cleanly; against a server that does not advertise
+# SETTINGS_ENABLE_CONNECT_PROTOCOL, Chromium must fall back to HTTP/1.1 and
+# that check must fail. Screenshots, the certificate and the server's log
+# land in target/browser/.
 #
 #   bash scripts/browser-test.sh
 #
 # Installs what is missing: chromium and chromium-driver (apt), playwright-core
-# (npm ci in tests/browser; needs Node.js 20 or later). Builds the examples in
+# (npm ci in tests/browser; needs Node.js 20 or later); openssl must be there. Builds the examples in
 # release mode, starts broadcast on a free loopback port, and always stops it; the
 # server must then shut down cleanly (SIGINT: every connection closed with
 # 1001). CARGO_CMD replaces `cargo` (e.g. CARGO_CMD="flock /tmp/lock cargo").
@@ -46,11 +52,23 @@ if [[ ! -d tests/browser/node_modules/playwright-core ||
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-# One build for all: deflate adds nothing to broadcast (it never sets
-# Config::deflate) and makes echo accept permessage-deflate; axum_chat needs
-# both features.
-echo "== cargo build --release --features axum,deflate --example broadcast --example echo --example axum_chat"
-${CARGO_CMD:-cargo} build --release --features axum,deflate --example broadcast --example echo --example axum_chat
+if ! command -v openssl >/dev/null 2>&1; then
+  echo "browser-test: openssl is required (the HTTPS test's certificate)" >&2
+  exit 1
+fi
+
+# One build for all: deflate makes broadcast and echo accept
+# permessage-deflate, http2 gives broadcast HTTP/2 over TLS (ALPN h2) and
+# WebSockets on it; axum_chat needs axum and deflate.
+echo "== cargo build --release --features axum,deflate,http2 --example broadcast --example echo --example axum_chat"
+${CARGO_CMD:-cargo} build --release --features axum,deflate,http2 --example broadcast --example echo --example axum_chat
+
+# A fresh self-signed certificate for 127.0.0.1 (the browser contexts of
+# h2.test.mjs ignore certificate errors).
+echo "== openssl: a self-signed certificate for 127.0.0.1 in $out"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -subj /CN=127.0.0.1 -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+  -keyout "$out/tls-key.pem" -out "$out/tls-cert.pem" 2>/dev/null
 
 log=$out/server.log
 target/release/examples/broadcast 127.0.0.1:0 >"$log" 2>&1 &
@@ -80,14 +98,16 @@ for _ in $(seq 100); do
 done
 [[ -n $url ]] || { echo "browser-test: no URL from the server" >&2; exit 1; }
 
-echo "== node --test tests/browser/chat.test.mjs (against $url) deflate.test.mjs axum.test.mjs"
+echo "== node --test tests/browser/chat.test.mjs (against $url) deflate.test.mjs axum.test.mjs h2.test.mjs"
 (
   cd tests/browser
   BROADCAST_URL=$url BROADCAST_BIN=$root/target/release/examples/broadcast \
     ECHO_BIN=$root/target/release/examples/echo \
     AXUM_CHAT_BIN=$root/target/release/examples/axum_chat \
+    H2_BROADCAST_BIN=$root/target/release/examples/broadcast \
+    TLS_CERT=$out/tls-cert.pem TLS_KEY=$out/tls-key.pem \
     SCREENSHOT_DIR=$out CHROMIUM=$(command -v chromium) \
-    timeout 180 node --test --test-reporter=spec chat.test.mjs deflate.test.mjs axum.test.mjs
+    timeout 240 node --test --test-reporter=spec chat.test.mjs deflate.test.mjs axum.test.mjs h2.test.mjs
 )
 
 echo "== the server shuts down cleanly on SIGINT"
@@ -99,4 +119,4 @@ if [[ $status -ne 0 ]]; then
   echo "browser-test: the server exited with status $status after SIGINT" >&2
   exit 1
 fi
-echo "browser tests passed (chat, permessage-deflate, axum); screenshots: $out/chat.png, $out/chat-alice.png, $out/axum-chat.png"
+echo "browser tests passed (chat, permessage-deflate, axum, HTTP/2); screenshots: $out/chat.png, $out/chat-alice.png, $out/axum-chat.png"
