@@ -46,6 +46,20 @@ impl Server {
         Connector::new().tls_config(wscodec::client::tls::client_config(roots))
     }
 
+    /// `connect` with [`Connector::http2`] on.
+    async fn connect_h2(
+        &self,
+        path: &str,
+    ) -> Result<
+        (
+            wscodec::WebSocket<wscodec::ClientStream>,
+            wscodec::handshake::Response,
+        ),
+        Error,
+    > {
+        self.connector().http2(true).connect(&self.url(path)).await
+    }
+
     fn url(&self, path: &str) -> String {
         format!("wss://localhost:{}{path}", self.addr.port())
     }
@@ -214,12 +228,7 @@ async fn http2_connector_opens_wss_as_an_extended_connect_when_the_server_picks_
 #[tokio::test]
 async fn the_connection_task_ends_once_the_websocket_is_closed_and_dropped() {
     let mut server = server(&[b"h2"], true).await;
-    let (mut ws, _) = server
-        .connector()
-        .http2(true)
-        .connect(&server.url("/echo"))
-        .await
-        .unwrap();
+    let (mut ws, _) = server.connect_h2("/echo").await.unwrap();
     assert_eq!(server.next().await, Seen::Connection("h2".into()));
     assert!(matches!(server.next().await, Seen::Authority(_)));
     ws.close().await.unwrap();
@@ -252,12 +261,7 @@ async fn a_custom_host_header_is_the_authority_over_h2() {
 #[tokio::test]
 async fn http2_connector_upgrades_over_http1_when_the_server_picks_http1() {
     let mut server = server(&[b"http/1.1"], true).await;
-    let (mut ws, response) = server
-        .connector()
-        .http2(true)
-        .connect(&server.url("/echo"))
-        .await
-        .unwrap();
+    let (mut ws, response) = server.connect_h2("/echo").await.unwrap();
     assert_eq!(server.next().await, Seen::Connection("http/1.1".into()));
     assert!(!ws.get_ref().is_http2() && ws.get_ref().is_tls());
     assert_eq!(response.status(), 101);
@@ -289,12 +293,7 @@ async fn without_http2_the_connector_offers_http1_only() {
 #[tokio::test]
 async fn an_h2_server_without_extended_connect_is_an_error_not_a_fallback() {
     let mut server = server(&[b"h2", b"http/1.1"], false).await;
-    let err = server
-        .connector()
-        .http2(true)
-        .connect(&server.url("/echo"))
-        .await
-        .unwrap_err();
+    let err = server.connect_h2("/echo").await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -311,12 +310,7 @@ async fn an_h2_server_without_extended_connect_is_an_error_not_a_fallback() {
 #[tokio::test]
 async fn a_refusal_over_h2_keeps_its_status_challenge_and_body() {
     let mut server = server(&[b"h2"], true).await;
-    let err = server
-        .connector()
-        .http2(true)
-        .connect(&server.url("/deny"))
-        .await
-        .unwrap_err();
+    let err = server.connect_h2("/deny").await.unwrap_err();
     let Error::Handshake(HandshakeError::UnexpectedStatus(response)) = err else {
         panic!("not a refusal: {err:?}");
     };

@@ -36,7 +36,7 @@
 mod compress;
 mod negotiate;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 #[cfg(test)]
 pub(crate) use compress::COMPRESSED_MESSAGES;

@@ -281,7 +281,7 @@ fn context_takeover_makes_repeated_messages_smaller() {
     assert!(second < first / 2, "{second} vs {first}");
 }
 
-fn params_with(takeover: bool, bits: Option<u8>) -> DeflateParams {
+pub(crate) fn params_with(takeover: bool, bits: Option<u8>) -> DeflateParams {
     DeflateParams {
         server_no_context_takeover: !takeover,
         client_no_context_takeover: !takeover,

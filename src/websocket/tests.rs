@@ -70,14 +70,11 @@ mod compressed_once {
     use crate::deflate::{DeflateParams, COMPRESSED_MESSAGES};
     use crate::extension::Extensions;
 
+    /// Both directions alike, level 6, messages from 64 bytes.
     fn params(takeover: bool, bits: Option<u8>) -> DeflateParams {
         DeflateParams {
-            server_no_context_takeover: !takeover,
-            client_no_context_takeover: !takeover,
-            server_max_window_bits: bits,
-            client_max_window_bits: bits,
-            level: 6,
             min_size: 64,
+            ..crate::deflate::tests::params_with(takeover, bits)
         }
     }
 
