@@ -46,6 +46,9 @@
 //! is what the receivers read from their sockets while the messages were sent
 //! (frame headers included, compressed if agreed), over the deliveries;
 //! `json_bytes_per_delivery` the same for the messages' text as received.
+//! `server_preempted_per_s` and `load_preempted_per_s` count involuntary
+//! context switches (all threads, from `/proc`): on a shared machine, how
+//! often other work took the core.
 //!
 //! [`DeflateConfig`]: wscodec::deflate::DeflateConfig
 
@@ -311,6 +314,24 @@ fn cpu_ticks(pid: &str) -> u64 {
 }
 
 /// Joins the room as `name`; says whether permessage-deflate was agreed.
+/// Involuntary context switches of all of a process's threads: how often the
+/// kernel took the CPU from it for other work. On a machine other jobs share,
+/// a high count says its CPU column measures competition, not capacity.
+fn preemptions(pid: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("status")).ok())
+        .filter_map(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        })
+        .sum()
+}
+
 async fn join(
     url: &str,
     name: &str,
@@ -515,6 +536,9 @@ async fn main() -> Result<(), BoxError> {
     let server_cpu_before = cpu(&server_pids);
     let redis_cpu_before = cpu(&redis_pid);
     let own_cpu_before = cpu_ticks("self");
+    let preempted = |pids: &[String]| pids.iter().map(|p| preemptions(p)).sum::<u64>();
+    let server_preempted_before = preempted(&server_pids);
+    let own_preempted_before = preemptions("self");
     let wire_before = progress.wire_bytes.load(Ordering::Relaxed);
     let text_before = progress.text_bytes.load(Ordering::Relaxed);
     let started = Instant::now();
@@ -583,6 +607,8 @@ async fn main() -> Result<(), BoxError> {
         );
     }
     let own_cpu = (cpu_ticks("self") - own_cpu_before) as f64 / args.clk_tck;
+    let server_preempted = preempted(&server_pids).saturating_sub(server_preempted_before);
+    let own_preempted = preemptions("self").saturating_sub(own_preempted_before);
     let delivered = progress.delivered.load(Ordering::Relaxed);
     println!(
         "result server={} receivers={} messages={} size={} window={} connect_s={:.2} \
@@ -591,7 +617,8 @@ async fn main() -> Result<(), BoxError> {
          rss_connected_kib={rss_connected} rss_after_kib={rss_after} hwm_kib={hwm} \
          delivered={delivered} ready_by_probe={} join_after_probe={} deflate_offered={} \
          deflate_agreed={} welcome_deflate={} wire_bytes_per_delivery={:.1} \
-         json_bytes_per_delivery={:.1}{groups}",
+         json_bytes_per_delivery={:.1} server_preempted_per_s={:.0} \
+         load_preempted_per_s={:.0}{groups}",
         args.label,
         args.receivers,
         args.messages,
@@ -617,6 +644,8 @@ async fn main() -> Result<(), BoxError> {
         },
         wire as f64 / delivered.max(1) as f64,
         text_bytes as f64 / delivered.max(1) as f64,
+        server_preempted as f64 / secs,
+        own_preempted as f64 / secs,
     );
     // Leave without closing a thousand connections one by one: the server
     // sees them end, which is all the benchmark needs.

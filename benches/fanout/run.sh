@@ -24,13 +24,14 @@
 # server CPU-second is the figure that holds on a machine where other work
 # competes for the cores (the CPU columns then stay well under 100%); a load
 # CPU near 100% means the load generator (which inflates every copy when
-# deflate is agreed) set the pace, not the server.
+# deflate is agreed) set the pace, not the server; many preemptions per
+# second mean other work on the machine took the cores from them.
 #
 #   bash benches/fanout/run.sh
 #
 # Environment: RECEIVERS (1000), SIZES ("64 4096": chat text bytes),
 # MESSAGES_<size> (messages per run: 3000 of 64 bytes, 500 of 4096, else
-# 1000; 50 of 4096 for node-ws-deflate), MESSAGES_<server>_<size> for one
+# 1000; 300 and 50 for node-ws-deflate), MESSAGES_<server>_<size> for one
 # server (dashes as underscores: MESSAGES_node_ws_deflate_4096), WINDOW (64 messages in flight; below the servers' queue of 256),
 # REPS (3), SERVERS (the four above, in that order), SERVER_CPU (0), LOAD_CPU
 # (1), CARGO_CMD (cargo), NODE (node). Without node or tests/node/node_modules/ws
@@ -116,8 +117,9 @@ run() {
   sleep 0.5 # let the idle server settle before its RSS is read
   local messages_var=MESSAGES_$size server_var=MESSAGES_${label//-/_}_$size default=1000
   case $label-$size in
-    # Node compresses 4 KiB for each member at about 5 k deliveries/s: 50
-    # messages to 1000 members already take 10 s.
+    # Node compresses every copy: about 14 k deliveries/s at 64 bytes and 3 k
+    # at 4 KiB to 1000 members, so fewer messages keep its runs near 20 s.
+    node-ws-deflate-64) default=300 ;;
     node-ws-deflate-4096) default=50 ;;
     *-64) default=3000 ;;
     *-4096) default=500 ;;
@@ -190,22 +192,25 @@ awk -v order="$servers" -v sizes="$sizes" '
     keep(row, "idle", field("rss_idle_kib"))
     keep(row, "connected", field("rss_connected_kib"))
     keep(row, "hwm", field("hwm_kib"))
+    keep(row, "spre", field("server_preempted_per_s"))
+    keep(row, "lpre", field("load_preempted_per_s"))
     agreed[row] = field("deflate_agreed")
   }
   END {
-    print "| server | text bytes | deflate agreed | deliveries/s | server CPU | deliveries per server CPU-second | server µs per delivery | load CPU | wire bytes per delivery | JSON bytes per delivery | RSS idle (MiB) | RSS connected | peak RSS | runs |"
-    print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    print "| server | text bytes | deflate agreed | deliveries/s | server CPU | deliveries per server CPU-second | server µs per delivery | load CPU | wire bytes per delivery | JSON bytes per delivery | RSS idle (MiB) | RSS connected | peak RSS | preempted/s server, load | runs |"
+    print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     ns = split(sizes, size_list, " ")
     no = split(order, server_list, " ")
     for (a = 1; a <= ns; a++) for (b = 1; b <= no; b++) {
       row = server_list[b] SUBSEP size_list[a]
       if (!(row in runs)) continue
-      printf "| %s | %s | %s | %d | %d%% | %d | %.2f | %d%% | %.1f | %.1f | %s | %s | %s | %d |\n",
+      printf "| %s | %s | %s | %d | %d%% | %d | %.2f | %d%% | %.1f | %.1f | %s | %s | %s | %d, %d | %d |\n",
         server_list[b], size_list[a], agreed[row], median(row SUBSEP "dps"),
         median(row SUBSEP "cpu"), median(row SUBSEP "per_cpu"), median(row SUBSEP "us"),
         median(row SUBSEP "load"), median(row SUBSEP "wire"), median(row SUBSEP "json"),
         mib(median(row SUBSEP "idle")), mib(median(row SUBSEP "connected")),
-        mib(median(row SUBSEP "hwm")), runs[row]
+        mib(median(row SUBSEP "hwm")), median(row SUBSEP "spre"), median(row SUBSEP "lpre"),
+        runs[row]
     }
   }
 ' "$out/results.txt"
