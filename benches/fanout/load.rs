@@ -6,7 +6,7 @@
 //! cargo run --release --example fanout_load -- --url ws://127.0.0.1:9002/ws/bench[,URL2] \
 //!     [--receivers 1000] [--messages 5000] [--size 64] [--window 64] \
 //!     [--interval-ms MS] [--server-pid PID[,PID2]] [--redis-pid PID] \
-//!     [--label NAME] [--clk-tck 100]
+//!     [--label NAME] [--clk-tck 100] [--deflate on]
 //! ```
 //!
 //! With two URLs (two nodes of a cluster), receivers alternate between them
@@ -30,12 +30,37 @@
 //! see the CPU columns) delivers to all of them. With `--server-pid`, the
 //! server's resident memory (`VmRSS`, peak `VmHWM`) and CPU time are read from
 //! `/proc`. Prints one `result` line of `key=value` pairs.
+//!
+//! The chat text is words drawn from a fixed vocabulary by a seeded generator,
+//! different in every message, after the sequence number and send time: about
+//! as compressible as English prose (deflate level 6 shrinks it to roughly a
+//! third), so neither a per-message compressor nor one with context takeover
+//! gets the repeated text that a constant padding would hand it. With
+//! `--deflate on` (built with feature `deflate`) every connection offers
+//! permessage-deflate (RFC 7692) with the crate's default [`DeflateConfig`]
+//! (context takeover, no window limit asked for, as a browser offers it); the
+//! result line says how many receivers the server agreed with
+//! (`deflate_agreed`, from each handshake response's
+//! `Sec-WebSocket-Extensions`, RFC 7692 §5) and, where the welcome has a
+//! `deflate` field, checks that it says the same. `wire_bytes_per_delivery`
+//! is what the receivers read from their sockets while the messages were sent
+//! (frame headers included, compressed if agreed), over the deliveries;
+//! `json_bytes_per_delivery` the same for the messages' text as received.
+//! `server_preempted_per_s` and `load_preempted_per_s` count involuntary
+//! context switches (all threads, from `/proc`): on a shared machine, how
+//! often other work took the core.
+//!
+//! [`DeflateConfig`]: wscodec::deflate::DeflateConfig
 
+use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use wscodec::{Message, WebSocket};
@@ -63,6 +88,7 @@ struct Args {
     interval_ms: Option<u64>,
     label: String,
     clk_tck: f64,
+    deflate: bool,
 }
 
 impl Args {
@@ -78,6 +104,7 @@ impl Args {
             interval_ms: None,
             label: "server".into(),
             clk_tck: 100.0,
+            deflate: false,
         };
         let mut it = std::env::args().skip(1);
         while let Some(flag) = it.next() {
@@ -95,6 +122,16 @@ impl Args {
                 "--interval-ms" => args.interval_ms = Some(value.parse()?),
                 "--label" => args.label = value,
                 "--clk-tck" => args.clk_tck = value.parse()?,
+                "--deflate" => {
+                    args.deflate = match value.as_str() {
+                        "on" => true,
+                        "off" => false,
+                        _ => return Err("--deflate takes on or off".into()),
+                    };
+                    if args.deflate && !cfg!(feature = "deflate") {
+                        return Err("--deflate on needs a build with feature deflate".into());
+                    }
+                }
                 _ => return Err(format!("unknown option {flag}").into()),
             }
         }
@@ -129,6 +166,99 @@ struct Progress {
     delivered: AtomicU64,
     /// Paced mode: no window, so `outstanding` is not kept.
     paced: bool,
+    /// Bytes the receivers read from their sockets.
+    wire_bytes: Arc<AtomicU64>,
+    /// Bytes of the sender's messages' text as the receivers got them.
+    text_bytes: AtomicU64,
+    /// Receivers whose server agreed on permessage-deflate.
+    deflate_agreed: AtomicUsize,
+    /// Receivers whose welcome had a `deflate` field, and of those, how many
+    /// said `true`.
+    welcome_deflate_fields: AtomicUsize,
+    welcome_deflate_true: AtomicUsize,
+}
+
+/// A socket that counts the bytes read from it: the size on the wire of what
+/// the receivers get, compressed or not.
+struct Counted {
+    io: TcpStream,
+    read: Arc<AtomicU64>,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.io).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        poll
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// Chat text of `len` bytes for message `seq`: words of a fixed vocabulary
+/// picked by a generator seeded with `seq`, so every message differs but all
+/// are alike in how well they compress.
+fn chat_text(seq: u64, len: usize, out: &mut String) {
+    const WORDS: &[&str] = &[
+        "the", "of", "and", "to", "in", "is", "you", "that", "it", "he", "was", "for", "on", "are",
+        "as", "with", "his", "they", "at", "be", "this", "have", "from", "or", "one", "had", "by",
+        "word", "but", "not", "what", "all", "were", "we", "when", "your", "can", "said", "there",
+        "use", "an", "each", "which", "she", "do", "how", "their", "if", "will", "up", "other",
+        "about", "out", "many", "then", "them", "these", "so", "some", "her", "would", "make",
+        "like", "him", "into", "time", "has", "look", "two", "more", "write", "go", "see",
+        "number", "no", "way", "could", "people", "my", "than", "first", "water", "been", "call",
+        "who", "oil", "its", "now", "find", "long", "down", "day", "did", "get", "come", "made",
+        "may", "part", "server", "deploy", "lunch", "meeting", "tomorrow", "build", "broken",
+        "fixed", "merge", "review", "coffee", "weekend", "release", "thanks", "sorry", "great",
+        "idea", "ticket", "branch", "latency", "room",
+    ];
+    let start = out.len();
+    // xorshift64*, seeded apart from zero.
+    let mut state = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    while out.len() < len {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        let pick = state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32;
+        let word = WORDS[pick as usize % WORDS.len()];
+        out.push_str(word);
+        out.push(if pick % 13 == 0 { '.' } else { ' ' });
+    }
+    out.truncate(len.max(start));
 }
 
 /// Microseconds on this process's monotonic clock.
@@ -183,18 +313,57 @@ fn cpu_ticks(pid: &str) -> u64 {
     field(14).unwrap_or(0) + field(15).unwrap_or(0)
 }
 
-async fn join(url: &str, name: &str) -> Result<WebSocket<TcpStream>, BoxError> {
+/// Joins the room as `name`; says whether permessage-deflate was agreed.
+/// Involuntary context switches of all of a process's threads: how often the
+/// kernel took the CPU from it for other work. On a machine other jobs share,
+/// a high count says its CPU column measures competition, not capacity.
+fn preemptions(pid: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("status")).ok())
+        .filter_map(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        })
+        .sum()
+}
+
+async fn join(
+    url: &str,
+    name: &str,
+    deflate: bool,
+    read: Arc<AtomicU64>,
+) -> Result<(WebSocket<Counted>, bool), BoxError> {
     let uri = format!("{url}?name={name}");
-    let addr = wscodec::ClientRequest::new(&uri)?.connect_addr();
-    let tcp = TcpStream::connect(addr).await?;
+    let request = wscodec::ClientRequest::new(&uri)?;
+    let tcp = TcpStream::connect(request.connect_addr()).await?;
     tcp.set_nodelay(true)?;
-    let (ws, _) = wscodec::connect(tcp, &uri).await?;
-    Ok(ws)
+    let config = wscodec::Config::default();
+    #[cfg(feature = "deflate")]
+    let config = config.deflate(deflate.then(wscodec::deflate::DeflateConfig::default));
+    #[cfg(not(feature = "deflate"))]
+    let _ = deflate;
+    let (ws, response) = wscodec::connect_with(Counted { io: tcp, read }, request, config).await?;
+    // RFC 7692 §5: the server accepts an offer by naming the extension in
+    // its response (connect_with has already checked the parameters).
+    let agreed = response
+        .headers()
+        .get("sec-websocket-extensions")
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|e| e.trim().starts_with("permessage-deflate"))
+        });
+    Ok((ws, agreed))
 }
 
 /// Reads a receiver's stream: counts the sender's messages, notes its join.
 async fn receive(
-    mut ws: WebSocket<TcpStream>,
+    mut ws: WebSocket<Counted>,
+    agreed: bool,
     progress: Arc<Progress>,
     group: usize,
 ) -> Result<(), BoxError> {
@@ -205,6 +374,25 @@ async fn receive(
         let Message::Text(text) = message? else {
             continue;
         };
+        if text.starts_with(r#"{"type":"welcome","#) {
+            if let Some(said) = welcome_deflate(&text) {
+                if said != agreed {
+                    return Err(format!(
+                        "the welcome says deflate {said}, the handshake response {agreed}"
+                    )
+                    .into());
+                }
+                progress
+                    .welcome_deflate_fields
+                    .fetch_add(1, Ordering::Relaxed);
+                if said {
+                    progress
+                        .welcome_deflate_true
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            continue;
+        }
         let probe = text
             .strip_prefix(FROM_SENDER)
             .is_some_and(|rest| rest.starts_with(READY));
@@ -234,12 +422,27 @@ async fn receive(
                 progress.max_gap[group].fetch_max(now - last, Ordering::Relaxed);
             }
             progress.delivered.fetch_add(1, Ordering::Relaxed);
+            progress
+                .text_bytes
+                .fetch_add(text.len() as u64, Ordering::Relaxed);
             if !progress.paced {
                 progress.received(seq);
             }
         }
     }
     Err("a receiver's connection ended".into())
+}
+
+/// The welcome's `deflate` field, if it has one.
+fn welcome_deflate(welcome: &str) -> Option<bool> {
+    let (_, rest) = welcome.split_once(r#""deflate":"#)?;
+    if rest.starts_with("true") {
+        Some(true)
+    } else if rest.starts_with("false") {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -260,6 +463,11 @@ async fn main() -> Result<(), BoxError> {
         max_gap: args.urls.iter().map(|_| AtomicU64::new(0)).collect(),
         delivered: AtomicU64::new(0),
         paced: args.interval_ms.is_some(),
+        wire_bytes: Arc::default(),
+        text_bytes: AtomicU64::new(0),
+        deflate_agreed: AtomicUsize::new(0),
+        welcome_deflate_fields: AtomicUsize::new(0),
+        welcome_deflate_true: AtomicUsize::new(0),
     });
     now_micros();
     let memory = || {
@@ -276,20 +484,29 @@ async fn main() -> Result<(), BoxError> {
         .map(|i| {
             let group = i % args.urls.len();
             let url = args.urls[group].clone();
-            async move { Ok::<_, BoxError>((join(&url, &format!("r{i}")).await?, group)) }
+            let read = progress.wire_bytes.clone();
+            let deflate = args.deflate;
+            async move {
+                let (ws, agreed) = join(&url, &format!("r{i}"), deflate, read).await?;
+                Ok::<_, BoxError>((ws, agreed, group))
+            }
         })
         .buffer_unordered(64);
     while let Some(ws) = connecting.next().await {
-        let (ws, group) = ws?;
+        let (ws, agreed, group) = ws?;
+        if agreed {
+            progress.deflate_agreed.fetch_add(1, Ordering::Relaxed);
+        }
         let progress = progress.clone();
         tokio::spawn(async move {
-            if let Err(e) = receive(ws, progress, group).await {
+            if let Err(e) = receive(ws, agreed, progress, group).await {
                 eprintln!("fanout_load: {e}");
                 std::process::exit(1);
             }
         });
     }
-    let (mut sender, mut echo) = join(&args.urls[0], "sender").await?.split();
+    let (sender, _) = join(&args.urls[0], "sender", args.deflate, Arc::default()).await?;
+    let (mut sender, mut echo) = sender.split();
     // The sender is a member too: it gets its own messages back, and must
     // read them or be dropped as too slow.
     tokio::spawn(async move { while let Some(Ok(_)) = echo.next().await {} });
@@ -319,8 +536,11 @@ async fn main() -> Result<(), BoxError> {
     let server_cpu_before = cpu(&server_pids);
     let redis_cpu_before = cpu(&redis_pid);
     let own_cpu_before = cpu_ticks("self");
-
-    let padding = "x".repeat(args.size);
+    let preempted = |pids: &[String]| pids.iter().map(|p| preemptions(p)).sum::<u64>();
+    let server_preempted_before = preempted(&server_pids);
+    let own_preempted_before = preemptions("self");
+    let wire_before = progress.wire_bytes.load(Ordering::Relaxed);
+    let text_before = progress.text_bytes.load(Ordering::Relaxed);
     let started = Instant::now();
     let mut pace = args.interval_ms.map(|ms| {
         let mut pace = tokio::time::interval(Duration::from_millis(ms));
@@ -332,7 +552,7 @@ async fn main() -> Result<(), BoxError> {
         if let Some(pace) = &mut pace {
             pace.tick().await;
             let mut text = format!("{seq} {} ", now_micros());
-            text.push_str(&padding[..args.size.saturating_sub(text.len())]);
+            chat_text(seq, args.size, &mut text);
             sender.send(Message::text(text)).await?;
             continue;
         }
@@ -344,7 +564,7 @@ async fn main() -> Result<(), BoxError> {
             .slot(seq)
             .store(progress.receivers, Ordering::Release);
         let mut text = format!("{seq} {} ", now_micros());
-        text.push_str(&padding[..args.size.saturating_sub(text.len())]);
+        chat_text(seq, args.size, &mut text);
         sender.feed(Message::text(text)).await?;
     }
     sender.flush().await?;
@@ -363,6 +583,8 @@ async fn main() -> Result<(), BoxError> {
         }
     }
     let secs = started.elapsed().as_secs_f64();
+    let wire = progress.wire_bytes.load(Ordering::Relaxed) - wire_before;
+    let text_bytes = progress.text_bytes.load(Ordering::Relaxed) - text_before;
 
     let (rss_after, hwm) = memory();
     let server_cpu = (cpu(&server_pids) - server_cpu_before) as f64 / args.clk_tck;
@@ -385,13 +607,18 @@ async fn main() -> Result<(), BoxError> {
         );
     }
     let own_cpu = (cpu_ticks("self") - own_cpu_before) as f64 / args.clk_tck;
+    let server_preempted = preempted(&server_pids).saturating_sub(server_preempted_before);
+    let own_preempted = preemptions("self").saturating_sub(own_preempted_before);
     let delivered = progress.delivered.load(Ordering::Relaxed);
     println!(
         "result server={} receivers={} messages={} size={} window={} connect_s={:.2} \
          run_s={:.3} messages_per_s={:.0} deliveries_per_s={:.0} server_cpu_pct={:.0} \
          redis_cpu_pct={:.0} load_cpu_pct={:.0} rss_idle_kib={rss_idle} \
          rss_connected_kib={rss_connected} rss_after_kib={rss_after} hwm_kib={hwm} \
-         delivered={delivered} ready_by_probe={} join_after_probe={}{groups}",
+         delivered={delivered} ready_by_probe={} join_after_probe={} deflate_offered={} \
+         deflate_agreed={} welcome_deflate={} wire_bytes_per_delivery={:.1} \
+         json_bytes_per_delivery={:.1} server_preempted_per_s={:.0} \
+         load_preempted_per_s={:.0}{groups}",
         args.label,
         args.receivers,
         args.messages,
@@ -406,6 +633,19 @@ async fn main() -> Result<(), BoxError> {
         100.0 * own_cpu / secs,
         progress.ready_by_probe.load(Ordering::Relaxed),
         progress.join_after_probe.load(Ordering::Relaxed),
+        u8::from(args.deflate),
+        progress.deflate_agreed.load(Ordering::Relaxed),
+        match progress.welcome_deflate_fields.load(Ordering::Relaxed) {
+            0 => "absent".to_owned(),
+            _ => progress
+                .welcome_deflate_true
+                .load(Ordering::Relaxed)
+                .to_string(),
+        },
+        wire as f64 / delivered.max(1) as f64,
+        text_bytes as f64 / delivered.max(1) as f64,
+        server_preempted as f64 / secs,
+        own_preempted as f64 / secs,
     );
     // Leave without closing a thousand connections one by one: the server
     // sees them end, which is all the benchmark needs.
