@@ -10,7 +10,11 @@
 //!
 //! ```text
 //! echo_load ADDR --size N --conns C --inflight K --seconds S [--raw]
+//!           [--server-pid PID --clk-tck HZ]
 //!     prints: rate=<messages/s> p50_us=<..> p99_us=<..> max_us=<..>
+//!             [server_us=<µs>: the server's CPU time (utime + stime from
+//!             /proc/PID/stat, sampled at the start and the end of the
+//!             measured window) per echoed message]
 //! echo_load ADDR --idle N --hold S [--raw]
 //!     opens N connections, echoes one message on each, prints `ready`,
 //!     then holds them S seconds (for measuring the server's memory)
@@ -47,11 +51,16 @@ struct Options {
     hold: f64,
     burst: usize,
     burst_conns: usize,
+    /// The server's process, whose CPU time over the window is reported.
+    server_pid: Option<u32>,
+    clk_tck: f64,
 }
 
 const USAGE: &str = "\
 echo_load ADDR --size N --conns C --inflight K --seconds S [--raw]
+          [--server-pid PID --clk-tck HZ]
     prints: rate=<messages/s> p50_us=<..> p99_us=<..> max_us=<..>
+            [server_us=<server CPU µs per message over the window>]
 echo_load ADDR --idle N [--burst B --burst-conns K] --hold S [--raw]
     opens N connections, echoes one message on each, prints `ready`, holds them
     (with --burst: then echoes one B-byte message on K of them, prints `burst`)";
@@ -73,6 +82,8 @@ fn options() -> Options {
         hold: 10.0,
         burst: 0,
         burst_conns: 100,
+        server_pid: None,
+        clk_tck: 100.0,
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().expect("flag value");
@@ -86,6 +97,8 @@ fn options() -> Options {
             "--burst" => o.burst = value().parse().unwrap(),
             "--burst-conns" => o.burst_conns = value().parse().unwrap(),
             "--raw" => o.raw = true,
+            "--server-pid" => o.server_pid = Some(value().parse().unwrap()),
+            "--clk-tck" => o.clk_tck = value().parse().unwrap(),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -505,6 +518,17 @@ async fn idle(o: Arc<Options>, template: Arc<Template>) {
     drop(held);
 }
 
+/// utime + stime of a process, in clock ticks (proc(5)).
+fn cpu_ticks(pid: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_else(|e| fail(format_args!("/proc/{pid}/stat: {e}")));
+    // Fields counted from 3 (state), after the parenthesised command name.
+    let rest = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| -> u64 { fields.get(n - 3).and_then(|f| f.parse().ok()).unwrap_or(0) };
+    field(14) + field(15)
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let o = Arc::new(options());
@@ -519,12 +543,22 @@ async fn main() {
         .collect();
     // Warm up, then count what completes within the window.
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let server = o.server_pid.map(|p| p.to_string());
+    let server_ticks = || server.as_deref().map(cpu_ticks);
+    let ticks_before = server_ticks();
     MEASURING.store(true, Ordering::Relaxed);
     let start = Instant::now();
     tokio::time::sleep(Duration::from_secs_f64(o.seconds)).await;
     MEASURING.store(false, Ordering::Relaxed);
     let elapsed = start.elapsed().as_secs_f64();
     let done = DONE.load(Ordering::Relaxed);
+    let server_us = match (ticks_before, server_ticks()) {
+        (Some(before), Some(after)) => format!(
+            " server_us={:.3}",
+            (after - before) as f64 / o.clk_tck * 1e6 / done.max(1) as f64
+        ),
+        _ => String::new(),
+    };
     STOP.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();
     for task in tasks {
@@ -541,7 +575,7 @@ async fn main() {
             .unwrap_or(0)
     };
     println!(
-        "rate={:.0} p50_us={} p99_us={} max_us={}",
+        "rate={:.0} p50_us={} p99_us={} max_us={}{server_us}",
         done as f64 / elapsed,
         pct(0.50),
         pct(0.99),

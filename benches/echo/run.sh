@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # End-to-end echo benchmark: wscodec's examples/echo against echo servers
-# written with tokio-tungstenite, fastwebsockets and tokio-websockets (each in
+# written with tokio-tungstenite, fastwebsockets, tokio-websockets and yawc (each in
 # its own idiom, each on a single-threaded runtime) and a raw TCP echo (the
 # limit). Server on one core, load generator on the other; servers interleaved
-# within each repetition; medians and ratios printed as a table. Then memory per
+# within each repetition; medians and ratios printed as a table, and beside it
+# the server's CPU time per echoed message (utime + stime from /proc/PID/stat
+# over the measured window): on a shared machine the robust figure, since a
+# server starved of its core loses rate but not CPU per message. Then memory per
 # idle connection: N connections after the handshake and one message each,
 # server RSS growth divided by N. The load generator (load.rs) polls rather than
 # sleeps, so its core shows 100% busy whatever the load; it does not wait on its
@@ -24,17 +27,20 @@ IDLE=${IDLE:-10000}
 # BURST-byte message at once; how much of it does the server keep?
 BURST=${BURST:-1048576}
 BURST_CONNS=${BURST_CONNS:-100}
-SERVERS=${SERVERS:-"echo echo_tungstenite echo_fastwebsockets echo_tokio_websockets echo_raw_tcp"}
+SERVERS=${SERVERS:-"echo echo_tungstenite echo_fastwebsockets echo_tokio_websockets echo_yawc echo_raw_tcp"}
 # size:connections[:in-flight per connection]; "lat" marks the latency cell.
 CELLS=${CELLS:-"16:1 1024:1 16384:1 1048576:1:2 16:100 1024:100 16384:100 1048576:100:2 lat"}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
-OUT=target/bench-echo
+CLK_TCK=$(getconf CLK_TCK)
+OUT=${CARGO_TARGET_DIR:-target}/bench-echo
 mkdir -p "$OUT"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-cargo build --release --examples >/dev/null
-BIN=target/release/examples
+# CARGO=/path/to/wrapper to build through a lock on a shared machine.
+${CARGO:-cargo} build --release --examples >/dev/null
+echo "conditions: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
+BIN=${CARGO_TARGET_DIR:-target}/release/examples
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -74,7 +80,8 @@ for rep in $(seq "$REPS"); do
             start_server "$server"
             line=$(taskset -c "$LOAD_CPU" timeout 120 "$BIN/echo_load" "127.0.0.1:$PORT" \
                 --size "$size" --conns "$conns" --inflight "$inflight" \
-                --seconds "$SECONDS_PER_RUN" $(raw_flag "$server") || echo "rate=0 p50_us=0 p99_us=0 max_us=0 FAILED")
+                --seconds "$SECONDS_PER_RUN" --server-pid "$PID" --clk-tck "$CLK_TCK" \
+                $(raw_flag "$server") || echo "rate=0 p50_us=0 p99_us=0 max_us=0 FAILED")
             stop_server
             echo "$cell $server $line" | tee -a "$results"
         done
@@ -108,6 +115,8 @@ if (( IDLE > 0 )); then
     done
 fi
 
+echo "load average $(cut -d' ' -f1-3 /proc/loadavg) at end"
+
 python3 - "$results" "$memory" "$SERVERS" <<'PY'
 import statistics, sys
 from collections import defaultdict
@@ -118,7 +127,8 @@ for line in open(results):
     cell, server, *kv = line.split()
     if cell not in cells: cells.append(cell)
     f = dict(x.split("=") for x in kv if "=" in x)
-    rows[cell][server].append((float(f["rate"]), int(f["p50_us"]), int(f["p99_us"])))
+    rows[cell][server].append((float(f["rate"]), int(f["p50_us"]), int(f["p99_us"]),
+                               float(f.get("server_us", 0))))
 def med(xs, i): return statistics.median(x[i] for x in xs)
 def label(c):
     if c == "lat": return "16 B x 1, 1 in flight"
@@ -126,7 +136,7 @@ def label(c):
     s = f"{size // 1048576} MiB" if size >= 1048576 else f"{size // 1024} KiB" if size >= 1024 else f"{size} B"
     return f"{s} x {conns}"
 names = {"echo": "wscodec", "echo_tungstenite": "tungstenite", "echo_fastwebsockets": "fastwebsockets",
-         "echo_tokio_websockets": "tokio-websockets", "echo_raw_tcp": "raw TCP"}
+         "echo_tokio_websockets": "tokio-websockets", "echo_yawc": "yawc", "echo_raw_tcp": "raw TCP"}
 print("\nmessages/s (median of repetitions); p50/p99 round trip in µs for wscodec")
 print("| cell | " + " | ".join(names.get(s, s) for s in servers) + " | wscodec / best peer | wscodec / raw TCP | wscodec p50 / p99 µs |")
 print("|---" * (len(servers) + 4) + "|")
@@ -139,6 +149,17 @@ for c in cells:
     raw = f"{ours / rate['echo_raw_tcp']:.2f}" if rate.get("echo_raw_tcp") else "-"
     lat = f"{med(r['echo'], 1):.0f} / {med(r['echo'], 2):.0f}" if r["echo"] else "-"
     print(f"| {label(c)} | " + " | ".join(f"{rate.get(s, 0):,.0f}" for s in servers) + f" | {ratio} | {raw} | {lat} |")
+print("\nserver CPU µs per echoed message (median of repetitions; lower is better)")
+print("| cell | " + " | ".join(names.get(s, s) for s in servers) + " | wscodec / best peer | wscodec / raw TCP |")
+print("|---" * (len(servers) + 3) + "|")
+for c in cells:
+    r = rows[c]
+    cpu = {s: med(r[s], 3) for s in servers if r[s] and med(r[s], 3) > 0}
+    best = min((cpu[s] for s in peers if s in cpu), default=0)
+    ours = cpu.get("echo", 0)
+    ratio = f"{ours / best:.2f}" if best and ours else "-"
+    raw = f"{ours / cpu['echo_raw_tcp']:.2f}" if ours and cpu.get("echo_raw_tcp") else "-"
+    print(f"| {label(c)} | " + " | ".join(f"{cpu[s]:.2f}" if s in cpu else "-" for s in servers) + f" | {ratio} | {raw} |")
 mem = [l.split() for l in open(memory) if l.strip()]
 if mem:
     print("\nmemory per idle connection (server RSS growth / connections), and RSS kept")
