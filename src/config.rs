@@ -44,6 +44,16 @@ pub struct Limits {
     /// the rest is not read. Never allocated from what the server declares.
     /// Default 64 KiB.
     pub max_response_body: usize,
+    /// The most a frame's declared length makes the read buffer reserve ahead
+    /// of its bytes. Once a header has passed the `max_frame_size` check, the
+    /// buffer makes room for the rest of the frame, up to this much, so a
+    /// large frame is read straight into one buffer rather than into one that
+    /// doubles, copying what it holds each time. Past it the buffer grows only
+    /// with what arrives. It is what a peer can make a connection hold with a
+    /// header alone (address space: the pages stay untouched until bytes
+    /// arrive), and it is given back once the frame is read. `0` reserves
+    /// nothing for a declaration. Default 1 MiB.
+    pub max_frame_reserve: usize,
 }
 
 impl Default for Limits {
@@ -54,6 +64,7 @@ impl Default for Limits {
             max_header_bytes: 16 << 10,
             max_headers: 64,
             max_response_body: 64 << 10,
+            max_frame_reserve: 1 << 20,
         }
     }
 }
@@ -86,6 +97,12 @@ impl Limits {
     /// Sets [`Limits::max_response_body`].
     pub fn max_response_body(mut self, bytes: usize) -> Self {
         self.max_response_body = bytes;
+        self
+    }
+
+    /// Sets [`Limits::max_frame_reserve`].
+    pub fn max_frame_reserve(mut self, bytes: usize) -> Self {
+        self.max_frame_reserve = bytes;
         self
     }
 }

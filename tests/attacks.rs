@@ -255,22 +255,36 @@ async fn closes_with_1009_when_a_frame_declares_2_pow_40_bytes_and_allocates_not
     );
 }
 
-#[tokio::test]
-async fn does_not_reserve_the_declared_length_of_a_frame_under_the_limit() {
-    let _serial = serial();
-    let (mut ws, mut raw) = server_with_raw_client(Config::default());
+/// What a header alone makes the server allocate: 16 MiB declared (the frame
+/// limit), 1 KiB sent.
+async fn growth_from_a_declared_frame(limits: Limits) -> usize {
+    let (mut ws, mut raw) = server_with_raw_client(Config::default().limits(limits));
     let meter = PeakMeter::start();
-    // 16 MiB declared (the limit), 1 KiB sent: what we hold follows what arrived.
     raw.write_all(&masked_header(0x2, true, 16 * MIB as u64))
         .await
         .unwrap();
     raw.write_all(&[0u8; KIB]).await.unwrap();
     assert!(futures::poll!(ws.next()).is_pending());
+    meter.growth()
+}
+
+#[tokio::test]
+async fn a_declared_frame_reserves_no_more_than_max_frame_reserve() {
+    let _serial = serial();
+    let growth = growth_from_a_declared_frame(Limits::default()).await;
+    // The default reserve (1 MiB) for the rest of the frame, not the 16 MiB
+    // declared; the 1 KiB that arrived is inside it.
     assert!(
-        meter.growth() < 64 * KIB,
-        "grew by {} bytes",
-        meter.growth()
+        (MIB..MIB + 64 * KIB).contains(&growth),
+        "grew by {growth} bytes"
     );
+}
+
+#[tokio::test]
+async fn with_max_frame_reserve_zero_what_a_frame_holds_follows_what_arrived() {
+    let _serial = serial();
+    let growth = growth_from_a_declared_frame(Limits::default().max_frame_reserve(0)).await;
+    assert!(growth < 64 * KIB, "grew by {growth} bytes");
 }
 
 #[tokio::test]

@@ -13,6 +13,14 @@ use crate::error::{CapacityError, Error, ProtocolError, UsageError};
 use crate::frame::{Frame, FrameHeader, MAX_CONTROL_PAYLOAD};
 use crate::mask::apply_mask;
 
+/// A frame at least this long that is still arriving gets room for its rest
+/// (up to `max_frame_reserve`) and is taken out of the caller's buffer and
+/// unmasked piece by piece as it arrives, while each piece is still in cache
+/// from the read, instead of all at once at the end. A smaller one is left
+/// to the caller's buffer to grow as usual, so that a read takes the frames
+/// queued behind it too.
+const LARGE_FRAME: usize = 64 << 10;
+
 /// Hooks that see a frame while it arrives; how [`MessageCodec`] checks message
 /// size and UTF-8 before a frame is complete.
 pub(crate) trait FrameObserver {
@@ -94,14 +102,25 @@ pub(super) fn bytes_remaining() -> Error {
 /// fails with the same error, whatever buffer it is given. Fail the connection
 /// (RFC 6455 §7.1.7) with the error's [`close_code`](crate::Error::close_code).
 ///
-/// Between calls the codec keeps nothing that refers into the caller's buffer:
-/// a frame that is not complete yet is left there as it is (`decode` returns
-/// `None` without touching the buffer) and parsed again on the next call, and
-/// its payload is unmasked in the call that returns it.
+/// Between calls the codec keeps nothing that refers into the caller's buffer.
+/// A frame that is not complete yet is either left there as it is (`decode`
+/// returns `None` without consuming anything; it is parsed again on the next
+/// call and unmasked in the call that returns it), or, if it is 64 KiB or
+/// more (or the message layer looks at it as it arrives), taken out of the
+/// buffer whole, unmasked as it arrives while each piece is still in cache.
+/// For a frame of 64 KiB or more `decode` also makes room in the buffer for
+/// its rest, up to [`Limits::max_frame_reserve`], so it is read into one
+/// allocation and its payload is returned without a copy.
 #[derive(Debug, Clone)]
 pub struct FrameCodec {
     pub(super) role: Role,
     max_frame_size: usize,
+    /// How far ahead of its bytes a declared frame may reserve.
+    max_frame_reserve: usize,
+    /// Bytes the large frame (see [`LARGE_FRAME`]) at the front of the last
+    /// buffer still lacks, when `decode` returned `None` past its header;
+    /// else 0. Only a hint for sizing the next read.
+    missing: usize,
     /// RSV bits an extension has claimed; any other set bit fails the connection.
     allowed_rsv: u8,
     /// The frame arriving into the codec's own buffer, if the observer looks
@@ -121,6 +140,8 @@ impl FrameCodec {
         FrameCodec {
             role,
             max_frame_size: limits.max_frame_size,
+            max_frame_reserve: limits.max_frame_reserve,
+            missing: 0,
             allowed_rsv: 0,
             taken: None,
             failure: None,
@@ -152,8 +173,10 @@ impl FrameCodec {
     }
 
     /// Decodes one frame from the front of `src`, showing it to `observer` as it
-    /// arrives. Nothing is reserved for a declared payload: the buffer grows only
-    /// with bytes that actually arrive. After an error, fails with it again.
+    /// arrives. For a frame still arriving, `src` makes room for its rest, up
+    /// to `max_frame_reserve` (see [`Limits::max_frame_reserve`]); never for a
+    /// header that has not passed the size check. After an error, fails with
+    /// it again.
     pub(crate) fn decode_observed<O: FrameObserver>(
         &mut self,
         src: &mut BytesMut,
@@ -178,6 +201,13 @@ impl FrameCodec {
         self.taken = None;
     }
 
+    /// Bytes the large frame being decoded still lacks after the last
+    /// `decode` that returned `None` (0 if not past its header, or the frame
+    /// is small): how much the next read may take for it.
+    pub(super) fn missing(&self) -> usize {
+        self.missing
+    }
+
     /// Whether part of a frame is in the codec's own buffer.
     pub(super) fn holds_partial_frame(&self) -> bool {
         self.taken.is_some()
@@ -191,6 +221,7 @@ impl FrameCodec {
         src: &mut BytesMut,
         observer: &mut O,
     ) -> Result<Option<Frame>, Error> {
+        self.missing = 0;
         if self.taken.is_some() {
             return self.take_more(src, observer);
         }
@@ -203,7 +234,7 @@ impl FrameCodec {
         let len = header.payload_len as usize;
         let start = header_len;
         let available = (src.len() - start).min(len);
-        if available < len && !observer.looks_ahead() {
+        if available < len && !observer.looks_ahead() && len < LARGE_FRAME {
             // Left as it is, and parsed again on the next call.
             return Ok(None);
         }
@@ -215,6 +246,11 @@ impl FrameCodec {
         }
         observer.on_payload(&header, chunk)?;
         if available < len {
+            // Before the split, so the rest arrives in the same allocation
+            // and joins the payload without a copy.
+            if len >= LARGE_FRAME {
+                self.reserve_rest(src, start + len);
+            }
             self.start_taking(header, start, src);
             return Ok(None);
         }
@@ -225,6 +261,15 @@ impl FrameCodec {
             opcode: header.opcode,
             payload: src.split_to(len).freeze(),
         }))
+    }
+
+    /// Makes room in `src` for the rest of the large frame that ends at
+    /// `end`, up to `max_frame_reserve`: one allocation (and one copy of what has arrived)
+    /// instead of a buffer that doubles as the frame arrives, copying all it
+    /// holds each time. Only for a header that passed `check_header`.
+    fn reserve_rest(&mut self, src: &mut BytesMut, end: usize) {
+        self.missing = end - src.len();
+        src.reserve(self.missing.min(self.max_frame_reserve));
     }
 
     /// Takes the frame (its header and the payload so far, unmasked and
@@ -263,6 +308,10 @@ impl FrameCodec {
         // else a copy, into a buffer that grows by doubling.
         taken.payload.unsplit(chunk);
         if (taken.payload.len() as u64) < taken.header.payload_len {
+            let len = taken.header.payload_len as usize;
+            if len >= LARGE_FRAME {
+                self.missing = len - taken.payload.len();
+            }
             return Ok(None);
         }
         let TakenFrame { header, payload } = self.taken.take().expect("checked above");

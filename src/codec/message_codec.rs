@@ -81,6 +81,18 @@ impl MessageCodec {
     pub fn role(&self) -> Role {
         self.frames.role
     }
+
+    /// Bytes the large frame (64 KiB or more) being decoded still lacked when
+    /// `decode` last returned `None` (else 0): the room a read may fill.
+    pub(crate) fn missing(&self) -> usize {
+        self.frames.missing()
+    }
+
+    /// Whether a frame still arriving has been taken out of the read buffer
+    /// (the buffer then holds only the room for its rest).
+    pub(crate) fn taking(&self) -> bool {
+        self.frames.holds_partial_frame()
+    }
 }
 
 impl Decoder for MessageCodec {

@@ -240,6 +240,68 @@ fn huge_declared_length_allocates_nothing() {
     assert_eq!(buf.capacity(), capacity_before);
 }
 
+/// Feeds `frame` to `codec` in 64 KiB pieces the way a read would (into the
+/// buffer's spare room) and returns the payload with the address the buffer
+/// had once the header was seen: a payload there was never copied.
+fn decode_large(codec: &mut MessageCodec, frame: &[u8]) -> (Message, *const u8) {
+    let mut buf = BytesMut::new();
+    let mut first = None;
+    for piece in frame.chunks(64 << 10) {
+        buf.extend_from_slice(piece);
+        if let Some(message) = codec.decode(&mut buf).unwrap() {
+            return (message, first.unwrap());
+        }
+        // Where the frame starts: `decode` may have taken what arrived out
+        // of `buf`, leaving it at the end of that.
+        let taken = piece.len() - buf.len();
+        first.get_or_insert(buf.as_ptr().wrapping_sub(taken));
+    }
+    panic!("the frame did not complete");
+}
+
+#[test]
+fn a_large_binary_frame_is_read_into_one_buffer_without_a_copy() {
+    let payload: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+    let frame = client_frame(true, 2, &payload);
+    let mut codec = MessageCodec::new(Role::Server);
+    let (message, at) = decode_large(&mut codec, &frame);
+    assert_eq!(message, Message::binary(payload));
+    // The header is 14 bytes; everything after it stayed where it arrived.
+    assert_eq!(message.clone().into_data().as_ptr(), at.wrapping_add(14));
+}
+
+#[test]
+fn a_large_text_frame_is_validated_as_it_arrives_and_joined_without_a_copy() {
+    // 960 KB: under the default reserve, so it has all the room at once.
+    let text = "ünïcödé ".repeat(80_000);
+    let frame = client_frame(true, 1, text.as_bytes());
+    let mut codec = MessageCodec::new(Role::Server);
+    let (message, at) = decode_large(&mut codec, &frame);
+    assert_eq!(message.clone().into_data().as_ptr(), at.wrapping_add(14));
+    assert_eq!(message, Message::text(text));
+}
+
+#[test]
+fn a_frame_reserves_its_rest_up_to_max_frame_reserve() {
+    // The frame's rest after 1 KiB is 523,278 bytes.
+    for (reserve, at_least, below) in [
+        (1 << 20, 523_278, usize::MAX),
+        (64 << 10, 64 << 10, 1 << 18),
+        (0, 0, 4096),
+    ] {
+        let limits = Limits::default().max_frame_reserve(reserve);
+        let mut codec = MessageCodec::with_limits(Role::Server, &limits);
+        let frame = client_frame(true, 2, &vec![0; 1 << 19]);
+        let mut buf = BytesMut::from(&frame[..1024]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        let room = buf.capacity() - buf.len();
+        assert!(
+            room >= at_least && room < below,
+            "reserve {reserve}: room {room}"
+        );
+    }
+}
+
 #[test]
 fn fragments_over_message_limit_fail_on_the_header_that_crosses_it() {
     let limits = Limits::default().max_message_size(10);

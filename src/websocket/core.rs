@@ -232,7 +232,12 @@ impl Core {
                 Decoded::Message(message)
             }
             Ok(None) => {
-                if self.read_buf.is_empty() && self.read_buf.capacity() > SHRINK_ABOVE {
+                // Kept while it has room the codec made for a frame still
+                // arriving, which joins that frame without a copy.
+                if self.read_buf.is_empty()
+                    && self.read_buf.capacity() > SHRINK_ABOVE
+                    && self.codec.missing() == 0
+                {
                     self.read_buf = BytesMut::new();
                 }
                 Decoded::NeedInput
@@ -257,13 +262,31 @@ impl Core {
     }
 
     /// Room for the next read: grows by the read size, or with what is
-    /// buffered (amortised doubling for a large frame), never by what a header
-    /// merely declares.
+    /// buffered (amortised doubling for a frame larger than
+    /// `max_frame_reserve`). Nothing while a frame taken out of the buffer
+    /// still fits the room the codec made for it: its bytes go straight
+    /// there, where they join it without a copy. (A smaller frame still in
+    /// the buffer grows it as usual, so one read takes the frames queued
+    /// behind it too.)
     pub(super) fn reserve_read(&mut self) {
         let spare = self.read_buf.capacity() - self.read_buf.len();
+        if self.codec.taking() && self.codec.missing() <= spare {
+            return;
+        }
         if spare < self.read_chunk / 4 {
             let grow = self.read_chunk.max(self.read_buf.len().min(1 << 20));
             self.read_buf.reserve(grow);
+        }
+    }
+
+    /// A read found nothing to read. An empty buffer is given back while the
+    /// connection waits (unless it is the room for a frame still arriving), so an idle connection holds no read buffer and a
+    /// burst's memory (and the allocation a frame's tail shares with a
+    /// payload still queued) goes once the burst is over; the next read
+    /// reserves `read_chunk` again.
+    pub(super) fn on_read_pending(&mut self) {
+        if self.read_buf.is_empty() && self.read_buf.capacity() > 0 && self.codec.missing() == 0 {
+            self.read_buf = BytesMut::new();
         }
     }
 

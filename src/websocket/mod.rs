@@ -400,11 +400,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WebSocket<T> {
     fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         self.core.reserve_read();
         let io = Pin::new(&mut self.io);
-        let n = ready!(tokio_util::io::poll_read_buf(
-            io,
-            cx,
-            &mut self.core.read_buf
-        ))?;
+        let n = match tokio_util::io::poll_read_buf(io, cx, &mut self.core.read_buf) {
+            Poll::Ready(result) => result?,
+            Poll::Pending => {
+                self.core.on_read_pending();
+                return Poll::Pending;
+            }
+        };
         self.core.on_read(n);
         Poll::Ready(Ok(n))
     }

@@ -1,6 +1,6 @@
 use bytes::Bytes;
 
-use super::core::truncate_reason;
+use super::core::{truncate_reason, READ_CHUNK};
 use super::*;
 use crate::codec::SHARE_MIN;
 
@@ -187,4 +187,27 @@ mod compressed_once {
         server.flush().await.unwrap();
         assert_eq!(client.next().await.unwrap().unwrap(), Message::text("hi"));
     }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_waiting_connection_holds_no_read_buffer_even_after_a_large_message() {
+    use futures::{SinkExt, StreamExt};
+    let (a, b) = tokio::io::duplex(64 << 10);
+    let mut server = WebSocket::from_upgraded(a, Role::Server, Config::default());
+    let mut client = WebSocket::from_upgraded(b, Role::Client, Config::default());
+    assert!(futures::poll!(server.next()).is_pending());
+    assert_eq!(server.core.read_buf.capacity(), 0, "idle");
+    let big = Message::binary(vec![5u8; 1 << 20]);
+    let sending = tokio::spawn(async move {
+        client.send(big).await.unwrap();
+        client
+    });
+    let got = server.next().await.unwrap().unwrap();
+    assert_eq!(got.len(), 1 << 20);
+    let _client = sending.await.unwrap();
+    // The burst is over: nothing kept for it, and the read size it grew to
+    // is only reserved while a read is being made.
+    assert!(futures::poll!(server.next()).is_pending());
+    assert_eq!(server.core.read_buf.capacity(), 0, "after the burst");
+    assert!(server.core.read_chunk > READ_CHUNK);
 }
