@@ -1,7 +1,9 @@
 //! Load generator for the end-to-end echo benchmark. It uses none of the crates
 //! under test: raw TCP, a hand-written upgrade request, pre-built masked frames,
 //! `--inflight` messages in flight per connection, and every echo checked
-//! (header, payload and order, via a sequence number in the first 8 bytes). It
+//! (header, payload and order, via a sequence number in the first 8 bytes;
+//! with `--text`, text frames whose sequence digits are 7-bit, so every
+//! payload is ASCII and valid UTF-8). It
 //! must not be what sets the pace: each connection is one task that tops up its
 //! in-flight messages with one write of frames already in place (only their
 //! sequence numbers are patched), reads up to 256 KiB at a time and checks the
@@ -9,9 +11,12 @@
 //! sleeping (see `spin`). A wrong echo exits non-zero with no rate line.
 //!
 //! ```text
-//! echo_load ADDR --size N --conns C --inflight K --seconds S [--raw]
+//! echo_load ADDR --size N --conns C --inflight K --seconds S [--raw] [--text]
 //!           [--server-pid PID --clk-tck HZ]
 //!     prints: rate=<messages/s> p50_us=<..> p99_us=<..> max_us=<..>
+//!             client_busy=<share of the window the connections spent
+//!             reading, checking and writing rather than waiting: below 1.0,
+//!             the load generator had time to spare>
 //!             [server_us=<µs>: the server's CPU time (utime + stime from
 //!             /proc/PID/stat, sampled at the start and the end of the
 //!             measured window) per echoed message]
@@ -39,6 +44,9 @@ const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 static MEASURING: AtomicBool = AtomicBool::new(false);
 static STOP: AtomicBool = AtomicBool::new(false);
 static DONE: AtomicU64 = AtomicU64::new(0);
+/// Nanoseconds the connections spent working (between a readiness event and
+/// their next wait) while measuring.
+static BUSY_NS: AtomicU64 = AtomicU64::new(0);
 
 struct Options {
     addr: String,
@@ -47,6 +55,7 @@ struct Options {
     inflight: usize,
     seconds: f64,
     raw: bool,
+    text: bool,
     idle: usize,
     hold: f64,
     burst: usize,
@@ -57,9 +66,9 @@ struct Options {
 }
 
 const USAGE: &str = "\
-echo_load ADDR --size N --conns C --inflight K --seconds S [--raw]
+echo_load ADDR --size N --conns C --inflight K --seconds S [--raw] [--text]
           [--server-pid PID --clk-tck HZ]
-    prints: rate=<messages/s> p50_us=<..> p99_us=<..> max_us=<..>
+    prints: rate=<messages/s> p50_us=<..> p99_us=<..> max_us=<..> client_busy=<0..1>
             [server_us=<server CPU µs per message over the window>]
 echo_load ADDR --idle N [--burst B --burst-conns K] --hold S [--raw]
     opens N connections, echoes one message on each, prints `ready`, holds them
@@ -78,6 +87,7 @@ fn options() -> Options {
         inflight: 16,
         seconds: 3.0,
         raw: false,
+        text: false,
         idle: 0,
         hold: 10.0,
         burst: 0,
@@ -97,6 +107,7 @@ fn options() -> Options {
             "--burst" => o.burst = value().parse().unwrap(),
             "--burst-conns" => o.burst_conns = value().parse().unwrap(),
             "--raw" => o.raw = true,
+            "--text" => o.text = true,
             "--server-pid" => o.server_pid = Some(value().parse().unwrap()),
             "--clk-tck" => o.clk_tck = value().parse().unwrap(),
             other => panic!("unknown flag {other}"),
@@ -114,19 +125,37 @@ struct Template {
     bytes: Vec<u8>,
     payload_at: usize,
     masked: bool,
+    /// Bits of the sequence number per payload byte: 7 in text, so that each
+    /// byte is ASCII.
+    seq_bits: u32,
+}
+
+/// The `i`th byte of sequence number `seq`, `bits` bits to a byte.
+fn seq_byte(seq: u64, i: usize, bits: u32) -> u8 {
+    ((seq >> (bits as usize * i)) & ((1 << bits) - 1)) as u8
+}
+
+fn opcode(text: bool) -> u8 {
+    if text {
+        0x81
+    } else {
+        0x82
+    }
 }
 
 impl Template {
-    fn new(size: usize, raw: bool) -> Template {
+    fn new(size: usize, raw: bool, text: bool) -> Template {
         let payload = pattern(size);
+        let seq_bits = if text { 7 } else { 8 };
         if raw {
             return Template {
                 bytes: payload,
                 payload_at: 0,
                 masked: false,
+                seq_bits,
             };
         }
-        let mut bytes = vec![0x82u8];
+        let mut bytes = vec![opcode(text)];
         match size {
             0..=125 => bytes.push(0x80 | size as u8),
             126..=0xFFFF => {
@@ -145,6 +174,7 @@ impl Template {
             bytes,
             payload_at,
             masked: true,
+            seq_bits,
         }
     }
 
@@ -152,14 +182,10 @@ impl Template {
     fn put(&self, seq: u64, out: &mut Vec<u8>) {
         let start = out.len() + self.payload_at;
         out.extend_from_slice(&self.bytes);
-        let seq = seq.to_le_bytes();
         let n = (self.bytes.len() - self.payload_at).min(8);
         for i in 0..n {
-            out[start + i] = if self.masked {
-                seq[i] ^ KEY[i % 4]
-            } else {
-                seq[i]
-            };
+            let byte = seq_byte(seq, i, self.seq_bits);
+            out[start + i] = if self.masked { byte ^ KEY[i % 4] } else { byte };
         }
     }
 }
@@ -198,7 +224,7 @@ async fn read_echo(
     if !raw {
         let mut head = [0u8; 2];
         rx.read_exact(&mut head).await.expect("frame header");
-        assert_eq!(head[0], 0x82, "unexpected frame");
+        assert!(head[0] == 0x82 || head[0] == 0x81, "unexpected frame");
         let len = match head[1] {
             126 => u64::from(rx.read_u16().await.unwrap()),
             127 => rx.read_u64().await.unwrap(),
@@ -226,8 +252,10 @@ struct Traffic {
     frame: usize,
     seq_at: usize,
     masked: bool,
-    /// How many of the payload's first bytes carry the sequence number.
+    /// How many of the payload's first bytes carry the sequence number, and
+    /// how many bits of it each.
     seq_len: usize,
+    seq_bits: u32,
     inflight: u64,
     /// Messages queued so far, bytes of them written, messages echoed.
     queued: u64,
@@ -244,16 +272,16 @@ struct Traffic {
 }
 
 impl Traffic {
-    fn new(size: usize, raw: bool, inflight: usize) -> Traffic {
+    fn new(size: usize, raw: bool, text: bool, inflight: usize) -> Traffic {
         assert!(inflight > 0, "--inflight must be at least 1");
-        let template = Template::new(size, raw);
+        let template = Template::new(size, raw, text);
         let mut ring = Vec::with_capacity(template.bytes.len() * inflight);
         for _ in 0..inflight {
             ring.extend_from_slice(&template.bytes);
         }
         let mut echo = Vec::new();
         if !raw {
-            echo.push(0x82);
+            echo.push(opcode(text));
             match size {
                 0..=125 => echo.push(size as u8),
                 126..=0xFFFF => {
@@ -275,6 +303,7 @@ impl Traffic {
             seq_at: template.payload_at,
             masked: template.masked,
             seq_len,
+            seq_bits: template.seq_bits,
             ring,
             inflight: inflight as u64,
             queued: 0,
@@ -299,15 +328,16 @@ impl Traffic {
         while self.queued - self.echoed < self.inflight {
             let slot = (self.queued % self.inflight) as usize;
             let start = slot * self.frame + self.seq_at;
-            let seq = self.queued.to_le_bytes();
+            let (seq, bits) = (self.queued, self.seq_bits);
             for (i, byte) in self.ring[start..start + self.seq_len]
                 .iter_mut()
                 .enumerate()
             {
+                let digit = seq_byte(seq, i, bits);
                 *byte = if self.masked {
-                    seq[i] ^ KEY[i % 4]
+                    digit ^ KEY[i % 4]
                 } else {
-                    seq[i]
+                    digit
                 };
             }
             self.sent_at[slot] = now;
@@ -368,11 +398,11 @@ impl Traffic {
                 self.mismatch(part, lo);
             }
             for i in lo.max(seq_from)..hi.min(seq_to) {
-                self.seq |= u64::from(part[i - lo]) << (8 * (i - seq_from));
+                self.seq |= u64::from(part[i - lo]) << (self.seq_bits as usize * (i - seq_from));
             }
             self.at = hi;
             if self.at == self.echo.len() {
-                let bits = 8 * self.seq_len as u32;
+                let bits = self.seq_bits * self.seq_len as u32;
                 let expected = self.echoed & u64::MAX.checked_shr(64 - bits).unwrap_or(0);
                 if self.seq != expected {
                     fail(format_args!(
@@ -429,7 +459,7 @@ fn fail(what: std::fmt::Arguments<'_>) -> ! {
 /// it, reads when there is something to read.
 async fn run_connection(o: Arc<Options>) -> Vec<u32> {
     let tcp = connect(&o.addr, o.raw).await;
-    let mut traffic = Traffic::new(o.size, o.raw, o.inflight);
+    let mut traffic = Traffic::new(o.size, o.raw, o.text, o.inflight);
     let mut buf = vec![0u8; 256 * 1024];
     let mut latencies = Vec::new();
     while !STOP.load(Ordering::Relaxed) {
@@ -444,6 +474,7 @@ async fn run_connection(o: Arc<Options>) -> Vec<u32> {
             Ok(ready) => ready,
             Err(e) => fail(format_args!("poll: {e}")),
         };
+        let woke = Instant::now();
         if writing && ready.is_writable() {
             traffic.write(&tcp);
         }
@@ -460,6 +491,9 @@ async fn run_connection(o: Arc<Options>) -> Vec<u32> {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {}
                 Err(e) => fail(format_args!("read: {e}")),
             }
+        }
+        if MEASURING.load(Ordering::Relaxed) {
+            BUSY_NS.fetch_add(woke.elapsed().as_nanos() as u64, Ordering::Relaxed);
         }
     }
     latencies
@@ -493,7 +527,7 @@ async fn idle(o: Arc<Options>, template: Arc<Template>) {
     println!("ready");
     if o.burst > 0 {
         tokio::time::sleep(Duration::from_secs_f64(o.hold)).await;
-        let template = Arc::new(Template::new(o.burst, o.raw));
+        let template = Arc::new(Template::new(o.burst, o.raw, o.text));
         let expected = Arc::new(pattern(o.burst));
         let k = o.burst_conns.min(held.len());
         let tasks: Vec<_> = held
@@ -532,7 +566,7 @@ fn cpu_ticks(pid: &str) -> u64 {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let o = Arc::new(options());
-    let template = Arc::new(Template::new(o.size, o.raw));
+    let template = Arc::new(Template::new(o.size, o.raw, o.text));
     if o.idle > 0 {
         idle(o, template).await;
         return;
@@ -552,6 +586,7 @@ async fn main() {
     MEASURING.store(false, Ordering::Relaxed);
     let elapsed = start.elapsed().as_secs_f64();
     let done = DONE.load(Ordering::Relaxed);
+    let busy = BUSY_NS.load(Ordering::Relaxed) as f64 / 1e9 / elapsed;
     let server_us = match (ticks_before, server_ticks()) {
         (Some(before), Some(after)) => format!(
             " server_us={:.3}",
@@ -575,7 +610,7 @@ async fn main() {
             .unwrap_or(0)
     };
     println!(
-        "rate={:.0} p50_us={} p99_us={} max_us={}{server_us}",
+        "rate={:.0} p50_us={} p99_us={} max_us={} client_busy={busy:.2}{server_us}",
         done as f64 / elapsed,
         pct(0.50),
         pct(0.99),

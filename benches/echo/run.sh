@@ -28,8 +28,9 @@ IDLE=${IDLE:-10000}
 BURST=${BURST:-1048576}
 BURST_CONNS=${BURST_CONNS:-100}
 SERVERS=${SERVERS:-"echo echo_tungstenite echo_fastwebsockets echo_tokio_websockets echo_yawc echo_raw_tcp"}
-# size:connections[:in-flight per connection]; "lat" marks the latency cell.
-CELLS=${CELLS:-"16:1 1024:1 16384:1 1048576:1:2 16:100 1024:100 16384:100 1048576:100:2 lat"}
+# size:connections[:in-flight per connection[:text]]; "lat" marks the
+# ping-pong cell (16 B, one connection, one message in flight).
+CELLS=${CELLS:-"16:1 1024:1 16384:1:4 16384:1:4:text 1048576:1:2 16:100 1024:100 16384:100 1048576:100:2 lat"}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 CLK_TCK=$(getconf CLK_TCK)
@@ -69,9 +70,11 @@ results=$OUT/results.txt
 : > "$results"
 for rep in $(seq "$REPS"); do
     for cell in $CELLS; do
+        kind=
         if [[ $cell == lat ]]; then size=16 conns=1 inflight=1
-        else IFS=: read -r size conns inflight <<< "$cell"; inflight=${inflight:-16}
+        else IFS=: read -r size conns inflight kind <<< "$cell"; inflight=${inflight:-16}
         fi
+        text_flag=; [[ $kind == text ]] && text_flag=--text
         # Rotate the order each repetition so no server always runs first.
         order=($SERVERS)
         shift_by=$(( (rep - 1) % ${#order[@]} ))
@@ -81,7 +84,7 @@ for rep in $(seq "$REPS"); do
             line=$(taskset -c "$LOAD_CPU" timeout 120 "$BIN/echo_load" "127.0.0.1:$PORT" \
                 --size "$size" --conns "$conns" --inflight "$inflight" \
                 --seconds "$SECONDS_PER_RUN" --server-pid "$PID" --clk-tck "$CLK_TCK" \
-                $(raw_flag "$server") || echo "rate=0 p50_us=0 p99_us=0 max_us=0 FAILED")
+                $text_flag $(raw_flag "$server") || echo "rate=0 p50_us=0 p99_us=0 max_us=0 FAILED")
             stop_server
             echo "$cell $server $line" | tee -a "$results"
         done
@@ -128,18 +131,20 @@ for line in open(results):
     if cell not in cells: cells.append(cell)
     f = dict(x.split("=") for x in kv if "=" in x)
     rows[cell][server].append((float(f["rate"]), int(f["p50_us"]), int(f["p99_us"]),
-                               float(f.get("server_us", 0))))
+                               float(f.get("server_us", 0)), float(f.get("client_busy", 0))))
 def med(xs, i): return statistics.median(x[i] for x in xs)
 def label(c):
-    if c == "lat": return "16 B x 1, 1 in flight"
-    size, conns = c.split(":")[:2]; size = int(size)
+    if c == "lat": return "ping-pong: 16 B x 1, 1 in flight"
+    parts = c.split(":"); size, conns = int(parts[0]), parts[1]
     s = f"{size // 1048576} MiB" if size >= 1048576 else f"{size // 1024} KiB" if size >= 1024 else f"{size} B"
-    return f"{s} x {conns}"
+    text = " text" if parts[3:] == ["text"] else ""
+    flight = f", {parts[2]} in flight" if len(parts) > 2 else ""
+    return f"{s}{text} x {conns}{flight}"
 names = {"echo": "wscodec", "echo_tungstenite": "tungstenite", "echo_fastwebsockets": "fastwebsockets",
          "echo_tokio_websockets": "tokio-websockets", "echo_yawc": "yawc", "echo_raw_tcp": "raw TCP"}
 print("\nmessages/s (median of repetitions); p50/p99 round trip in µs for wscodec")
-print("| cell | " + " | ".join(names.get(s, s) for s in servers) + " | wscodec / best peer | wscodec / raw TCP | wscodec p50 / p99 µs |")
-print("|---" * (len(servers) + 4) + "|")
+print("| cell | " + " | ".join(names.get(s, s) for s in servers) + " | wscodec / best peer | wscodec / raw TCP | wscodec p50 / p99 µs | client busy, most |")
+print("|---" * (len(servers) + 5) + "|")
 for c in cells:
     r = rows[c]
     rate = {s: med(r[s], 0) for s in servers if r[s]}
@@ -148,7 +153,8 @@ for c in cells:
     ratio = f"{ours / best:.2f}" if best else "-"
     raw = f"{ours / rate['echo_raw_tcp']:.2f}" if rate.get("echo_raw_tcp") else "-"
     lat = f"{med(r['echo'], 1):.0f} / {med(r['echo'], 2):.0f}" if r["echo"] else "-"
-    print(f"| {label(c)} | " + " | ".join(f"{rate.get(s, 0):,.0f}" for s in servers) + f" | {ratio} | {raw} | {lat} |")
+    busy = max((med(r[s], 4) for s in servers if r[s]), default=0)
+    print(f"| {label(c)} | " + " | ".join(f"{rate.get(s, 0):,.0f}" for s in servers) + f" | {ratio} | {raw} | {lat} | {busy:.2f} |")
 print("\nserver CPU µs per echoed message (median of repetitions; lower is better)")
 print("| cell | " + " | ".join(names.get(s, s) for s in servers) + " | wscodec / best peer | wscodec / raw TCP |")
 print("|---" * (len(servers) + 3) + "|")
