@@ -340,7 +340,8 @@ impl Decoder for FrameCodec {
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, Error> {
         match self.decode(src)? {
             Some(frame) => Ok(Some(frame)),
-            None if src.is_empty() => Ok(None),
+            // A large frame taken out of `src` is not a clean end either.
+            None if src.is_empty() && self.taken.is_none() => Ok(None),
             None => {
                 let e = bytes_remaining();
                 self.fail(&e);

@@ -282,6 +282,19 @@ fn a_large_text_frame_is_validated_as_it_arrives_and_joined_without_a_copy() {
 }
 
 #[test]
+fn the_stream_ending_inside_a_large_frame_is_an_error_not_a_clean_end() {
+    // Regression: FrameCodec takes a frame of 64 KiB or more out of the
+    // buffer, and decode_eof took the empty buffer for a clean end (found
+    // by the decode fuzz target).
+    let frame = client_frame(true, 2, &vec![0; 100_000]);
+    let mut codec = FrameCodec::new(Role::Server);
+    let mut buf = BytesMut::from(&frame[..70_000]);
+    assert!(codec.decode(&mut buf).unwrap().is_none());
+    assert!(buf.is_empty(), "taken");
+    assert!(codec.decode_eof(&mut buf).is_err());
+}
+
+#[test]
 fn a_frame_reserves_its_rest_up_to_max_frame_reserve() {
     // The frame's rest after 1 KiB is 523,278 bytes.
     for (reserve, at_least, below) in [
