@@ -117,10 +117,6 @@ pub struct FrameCodec {
     max_frame_size: usize,
     /// How far ahead of its bytes a declared frame may reserve.
     max_frame_reserve: usize,
-    /// Bytes the large frame (see [`LARGE_FRAME`]) at the front of the last
-    /// buffer still lacks, when `decode` returned `None` past its header;
-    /// else 0. Only a hint for sizing the next read.
-    missing: usize,
     /// RSV bits an extension has claimed; any other set bit fails the connection.
     allowed_rsv: u8,
     /// The frame arriving into the codec's own buffer, if the observer looks
@@ -141,7 +137,6 @@ impl FrameCodec {
             role,
             max_frame_size: limits.max_frame_size,
             max_frame_reserve: limits.max_frame_reserve,
-            missing: 0,
             allowed_rsv: 0,
             taken: None,
             failure: None,
@@ -173,9 +168,9 @@ impl FrameCodec {
     }
 
     /// Decodes one frame from the front of `src`, showing it to `observer` as it
-    /// arrives. For a frame still arriving, `src` makes room for its rest, up
-    /// to `max_frame_reserve` (see [`Limits::max_frame_reserve`]); never for a
-    /// header that has not passed the size check. After an error, fails with
+    /// arrives. For a frame of 64 KiB or more still arriving, `src` makes room
+    /// for its rest, up to [`Limits::max_frame_reserve`]; never for a header
+    /// that has not passed the size check. After an error, fails with
     /// it again.
     pub(crate) fn decode_observed<O: FrameObserver>(
         &mut self,
@@ -201,11 +196,12 @@ impl FrameCodec {
         self.taken = None;
     }
 
-    /// Bytes the large frame being decoded still lacks after the last
-    /// `decode` that returned `None` (0 if not past its header, or the frame
-    /// is small): how much the next read may take for it.
-    pub(super) fn missing(&self) -> usize {
-        self.missing
+    /// The bytes a large frame (64 KiB or more) taken out of the buffer
+    /// still lacks: the room the next read may fill for it.
+    pub(super) fn large_frame_rest(&self) -> Option<usize> {
+        let taken = self.taken.as_ref()?;
+        let len = taken.header.payload_len as usize;
+        (len >= LARGE_FRAME).then(|| len - taken.payload.len())
     }
 
     /// Whether part of a frame is in the codec's own buffer.
@@ -221,7 +217,6 @@ impl FrameCodec {
         src: &mut BytesMut,
         observer: &mut O,
     ) -> Result<Option<Frame>, Error> {
-        self.missing = 0;
         if self.taken.is_some() {
             return self.take_more(src, observer);
         }
@@ -246,10 +241,12 @@ impl FrameCodec {
         }
         observer.on_payload(&header, chunk)?;
         if available < len {
-            // Before the split, so the rest arrives in the same allocation
-            // and joins the payload without a copy.
+            // Room for the rest (one allocation, one copy of what arrived,
+            // instead of a buffer doubling as the frame arrives), made before
+            // the split, so the rest joins the payload without a copy.
             if len >= LARGE_FRAME {
-                self.reserve_rest(src, start + len);
+                let rest = start + len - src.len();
+                src.reserve(rest.min(self.max_frame_reserve));
             }
             self.start_taking(header, start, src);
             return Ok(None);
@@ -261,15 +258,6 @@ impl FrameCodec {
             opcode: header.opcode,
             payload: src.split_to(len).freeze(),
         }))
-    }
-
-    /// Makes room in `src` for the rest of the large frame that ends at
-    /// `end`, up to `max_frame_reserve`: one allocation (and one copy of what has arrived)
-    /// instead of a buffer that doubles as the frame arrives, copying all it
-    /// holds each time. Only for a header that passed `check_header`.
-    fn reserve_rest(&mut self, src: &mut BytesMut, end: usize) {
-        self.missing = end - src.len();
-        src.reserve(self.missing.min(self.max_frame_reserve));
     }
 
     /// Takes the frame (its header and the payload so far, unmasked and
@@ -308,10 +296,6 @@ impl FrameCodec {
         // else a copy, into a buffer that grows by doubling.
         taken.payload.unsplit(chunk);
         if (taken.payload.len() as u64) < taken.header.payload_len {
-            let len = taken.header.payload_len as usize;
-            if len >= LARGE_FRAME {
-                self.missing = len - taken.payload.len();
-            }
             return Ok(None);
         }
         let TakenFrame { header, payload } = self.taken.take().expect("checked above");

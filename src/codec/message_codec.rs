@@ -82,10 +82,10 @@ impl MessageCodec {
         self.frames.role
     }
 
-    /// Bytes the large frame (64 KiB or more) being decoded still lacked when
-    /// `decode` last returned `None` (else 0): the room a read may fill.
-    pub(crate) fn missing(&self) -> usize {
-        self.frames.missing()
+    /// The bytes a large frame (64 KiB or more) taken out of the read buffer
+    /// still lacks: the room the next read may fill for it.
+    pub(crate) fn large_frame_rest(&self) -> Option<usize> {
+        self.frames.large_frame_rest()
     }
 
     /// Whether a frame still arriving has been taken out of the read buffer

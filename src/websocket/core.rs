@@ -232,11 +232,11 @@ impl Core {
                 Decoded::Message(message)
             }
             Ok(None) => {
-                // Kept while it has room the codec made for a frame still
-                // arriving, which joins that frame without a copy.
+                // Kept while a frame is taken out of it: its room is that
+                // frame's, where the rest joins it without a copy.
                 if self.read_buf.is_empty()
                     && self.read_buf.capacity() > SHRINK_ABOVE
-                    && self.codec.missing() == 0
+                    && !self.codec.taking()
                 {
                     self.read_buf = BytesMut::new();
                 }
@@ -270,7 +270,11 @@ impl Core {
     /// behind it too.)
     pub(super) fn reserve_read(&mut self) {
         let spare = self.read_buf.capacity() - self.read_buf.len();
-        if self.codec.taking() && self.codec.missing() <= spare {
+        if self
+            .codec
+            .large_frame_rest()
+            .is_some_and(|rest| rest <= spare)
+        {
             return;
         }
         if spare < self.read_chunk / 4 {
@@ -280,12 +284,13 @@ impl Core {
     }
 
     /// A read found nothing to read. An empty buffer is given back while the
-    /// connection waits (unless it is the room for a frame still arriving), so an idle connection holds no read buffer and a
-    /// burst's memory (and the allocation a frame's tail shares with a
-    /// payload still queued) goes once the burst is over; the next read
-    /// reserves `read_chunk` again.
+    /// connection waits (unless a frame is taken out of it: its room is that
+    /// frame's), so an idle connection holds no read buffer and a burst's
+    /// memory (and the allocation a frame's tail shares with a payload still
+    /// queued) goes once the burst is over; the next read reserves
+    /// `read_chunk` again.
     pub(super) fn on_read_pending(&mut self) {
-        if self.read_buf.is_empty() && self.read_buf.capacity() > 0 && self.codec.missing() == 0 {
+        if self.read_buf.is_empty() && self.read_buf.capacity() > 0 && !self.codec.taking() {
             self.read_buf = BytesMut::new();
         }
     }
