@@ -197,7 +197,8 @@ fuzz_target!(|data: &[u8]| {
                         // the allocator may round up to twice what it held,
                         // and a shared buffer to the size it started with.
                         assert!(reserve > 0, "decode reserved memory with no reserve");
-                        let bound = 2 * (len_before + reserve.min(MAX_HEADER_LEN + max)) + (128 << 10);
+                        let bound =
+                            2 * (len_before + reserve.min(MAX_HEADER_LEN + max)) + (128 << 10);
                         assert!(src.capacity() <= bound, "reserved {} bytes", src.capacity());
                     }
                     // A whole frame would have been returned: what is left is
@@ -218,7 +219,11 @@ fuzz_target!(|data: &[u8]| {
             let left = input.bytes.len() - consumed;
             // What is left is in `src`, or, for a frame of 64 KiB or more,
             // taken into the codec; either way it is not a clean end.
-            assert!(src.len() == left || src.is_empty(), "{} left, {left} expected", src.len());
+            assert!(
+                src.len() == left || src.is_empty(),
+                "{} left, {left} expected",
+                src.len()
+            );
             assert_eq!(codec.decode_eof(&mut src).is_err(), left > 0, "decode_eof");
         }
         (Some(e), Err(expected)) => assert!(same_error(&e, &expected), "{e:?} != {expected:?}"),
