@@ -52,6 +52,8 @@ enum Op {
     PeerMessage {
         text: bool,
         len: u8,
+        /// Fragments of 64 KiB or more (see `large_len`), at most two.
+        large: bool,
         fragments: u8,
         ping_between: bool,
     },
@@ -73,12 +75,14 @@ enum Op {
     /// the peer in between) and dropped if still pending.
     Send {
         len: u8,
+        large: bool,
         text: bool,
         polls: u8,
     },
     /// `feed()`, likewise.
     Feed {
         len: u8,
+        large: bool,
         text: bool,
         polls: u8,
     },
@@ -99,6 +103,9 @@ struct Input {
     write_buffer_limit: u16,
     fragment_size: Option<u8>,
     keepalive_secs: Option<u8>,
+    /// `Limits::max_frame_reserve` in units of 16 bytes (else the default,
+    /// 1 MiB): how far ahead of its bytes a large frame gets room.
+    frame_reserve: Option<u16>,
     /// Split into halves, driven as two tasks.
     split: bool,
     ops: Vec<Op>,
@@ -110,11 +117,28 @@ fn content(prefix: char, n: usize, len: usize) -> String {
     let mut s = format!("{prefix}{n}:");
     let filler = ['a', 'é', 'b', '€', 'c', '😀'];
     let mut i = n;
+    // Whole turns of the filler first (the same characters as one at a
+    // time, much faster for large messages under the sanitizer).
+    let turn: String = (0..filler.len())
+        .map(|k| filler[(i + k) % filler.len()])
+        .collect();
+    if s.len() < len {
+        let turns = (len - s.len()) / turn.len();
+        s.push_str(&turn.repeat(turns));
+    }
     while s.len() < len {
         s.push(filler[i % filler.len()]);
         i += 1;
     }
     s
+}
+
+/// About the size of a large frame, from a fuzzed byte: from 64 KiB, where
+/// the codec takes a frame out of the read buffer as it arrives (and makes
+/// room for its rest), and the write queue sends a payload without a copy
+/// and shrinks once idle, to 68 KiB.
+fn large_len(len: u8) -> usize {
+    (64 << 10) + usize::from(len) * 16
 }
 
 fn numbered(prefix: char, n: usize, len: usize, text: bool) -> Message {
@@ -497,6 +521,8 @@ struct Harness {
     /// decoded it (and failed with 1002) is not visible from outside.
     close_raced_violation: bool,
     sent: Vec<(Message, Sent)>,
+    /// Large messages still allowed: the peer's, then ours.
+    large_budget: (usize, usize),
 }
 
 impl Harness {
@@ -584,8 +610,15 @@ impl Harness {
         None
     }
 
-    fn send(&mut self, len: u8, text: bool, polls: u8, feed: bool) {
-        let message = numbered('w', self.sent.len(), usize::from(len), text);
+    fn send(&mut self, len: u8, large: bool, text: bool, polls: u8, feed: bool) {
+        let large = large && self.large_budget.1 > 0;
+        self.large_budget.1 -= usize::from(large);
+        let len = if large {
+            large_len(len)
+        } else {
+            usize::from(len)
+        };
+        let message = numbered('w', self.sent.len(), len, text);
         let m = message.clone();
         let outcome = self.drive(polls, move |ws| {
             if feed {
@@ -630,7 +663,24 @@ fn run(input: Input, rt: &tokio::runtime::Runtime) {
     if let Some(size) = input.fragment_size {
         config = config.fragment_size(Some(usize::from(size) + 1));
     }
-    let (ours, theirs) = tokio::io::duplex(usize::from(input.pipe_capacity).max(16));
+    if let Some(units) = input.frame_reserve {
+        config = config.limits(Limits::default().max_frame_reserve(usize::from(units) * 16));
+    }
+    // A large message through a pipe of a few bytes is thousands of polls,
+    // each probed for lost wake-ups: runs with large messages get a pipe of
+    // at least 4 KiB (still partial reads of every large frame) and at most
+    // one large message each way: every byte of one is a few compares traced
+    // for coverage, so more would slow the target tenfold.
+    let large = input.ops.iter().any(|op| {
+        matches!(
+            op,
+            Op::PeerMessage { large: true, .. }
+                | Op::Send { large: true, .. }
+                | Op::Feed { large: true, .. }
+        )
+    });
+    let min_pipe = if large { 4 << 10 } else { 16 };
+    let (ours, theirs) = tokio::io::duplex(usize::from(input.pipe_capacity).max(min_pipe));
     let moved = Arc::new(Moved::default());
     let ours = Tracked {
         io: ours,
@@ -675,6 +725,7 @@ fn run(input: Input, rt: &tokio::runtime::Runtime) {
         we_closed: false,
         close_raced_violation: false,
         sent: Vec::new(),
+        large_budget: (1, 1),
     };
 
     for op in input.ops.into_iter().take(256) {
@@ -682,18 +733,26 @@ fn run(input: Input, rt: &tokio::runtime::Runtime) {
             Op::PeerMessage {
                 text,
                 len,
+                large,
                 fragments,
                 ping_between,
             } if !h.peer_done => {
                 let n = h.peer_msgs;
                 h.peer_msgs += 1;
-                let message = numbered('p', n, usize::from(len), text);
+                let large = large && h.large_budget.0 > 0;
+                h.large_budget.0 -= usize::from(large);
+                let (len, pieces) = if large {
+                    let pieces = usize::from(fragments % 2) + 1;
+                    (large_len(len) * pieces, pieces)
+                } else {
+                    (usize::from(len), usize::from(fragments % 8) + 1)
+                };
+                let message = numbered('p', n, len, text);
                 let bytes = match &message {
                     Message::Text(t) => t.as_bytes().clone(),
                     Message::Binary(b) => b.clone(),
                     _ => unreachable!(),
                 };
-                let pieces = usize::from(fragments % 8) + 1;
                 let size = bytes.len().div_ceil(pieces).max(1);
                 let parts: Vec<&[u8]> = if bytes.is_empty() {
                     vec![&[]]
@@ -762,8 +821,18 @@ fn run(input: Input, rt: &tokio::runtime::Runtime) {
                 }
             }
             Op::Next | Op::NextUntil(_) => {}
-            Op::Send { len, text, polls } => h.send(len, text, polls, false),
-            Op::Feed { len, text, polls } => h.send(len, text, polls, true),
+            Op::Send {
+                len,
+                large,
+                text,
+                polls,
+            } => h.send(len, large, text, polls, false),
+            Op::Feed {
+                len,
+                large,
+                text,
+                polls,
+            } => h.send(len, large, text, polls, true),
             Op::Flush { polls } => {
                 let r = h.drive(polls, |ws| Box::pin(ws.flush()));
                 assert!(!matches!(r, Some(Err(_))), "flush failed: {r:?}");
