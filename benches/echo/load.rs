@@ -8,7 +8,9 @@
 //! in-flight messages with one write of frames already in place (only their
 //! sequence numbers are patched), reads up to 256 KiB at a time and checks the
 //! echoes in the read buffer without copying, and the runtime polls instead of
-//! sleeping (see `spin`). A wrong echo exits non-zero with no rate line.
+//! sleeping (see `spin`). It must also be fair: a connection lets the others
+//! run after every 1 MiB it reads (see `FAIR_SHARE`). A wrong echo exits
+//! non-zero with no rate line.
 //!
 //! ```text
 //! echo_load ADDR --size N --conns C --inflight K --seconds S [--raw] [--text]
@@ -17,6 +19,8 @@
 //!             client_busy=<share of the window the connections spent
 //!             reading, checking and writing rather than waiting: below 1.0,
 //!             the load generator had time to spare>
+//!             per_conn=<fewest>/<most> echoes on one connection in the
+//!             window: far apart, some connections were served first
 //!             [server_us=<µs>: the server's CPU time (utime + stime from
 //!             /proc/PID/stat, sampled at the start and the end of the
 //!             measured window) per echoed message]
@@ -69,6 +73,7 @@ const USAGE: &str = "\
 echo_load ADDR --size N --conns C --inflight K --seconds S [--raw] [--text]
           [--server-pid PID --clk-tck HZ]
     prints: rate=<messages/s> p50_us=<..> p99_us=<..> max_us=<..> client_busy=<0..1>
+            per_conn=<fewest>/<most> echoes on one connection
             [server_us=<server CPU µs per message over the window>]
 echo_load ADDR --idle N [--burst B --burst-conns K] --hold S [--raw]
     opens N connections, echoes one message on each, prints `ready`, holds them
@@ -455,13 +460,20 @@ fn fail(what: std::fmt::Arguments<'_>) -> ! {
     std::process::exit(1)
 }
 
+/// Bytes a connection reads before it lets the others run: about one large
+/// message, or many rounds of small ones (where the runtime's budget of 128
+/// operations per turn comes first).
+const FAIR_SHARE: usize = 1 << 20;
+const READ_BUF: usize = 256 << 10;
+
 /// One connection: tops up what is in flight, writes when the socket takes
 /// it, reads when there is something to read.
 async fn run_connection(o: Arc<Options>) -> Vec<u32> {
     let tcp = connect(&o.addr, o.raw).await;
     let mut traffic = Traffic::new(o.size, o.raw, o.text, o.inflight);
-    let mut buf = vec![0u8; 256 * 1024];
+    let mut buf = vec![0u8; READ_BUF];
     let mut latencies = Vec::new();
+    let mut since_yield = 0;
     while !STOP.load(Ordering::Relaxed) {
         traffic.queue();
         let writing = traffic.unwritten() > 0;
@@ -482,6 +494,7 @@ async fn run_connection(o: Arc<Options>) -> Vec<u32> {
             match tcp.try_read(&mut buf) {
                 Ok(0) => fail(format_args!("the server closed the connection")),
                 Ok(n) => {
+                    since_yield += n;
                     let measure = MEASURING.load(Ordering::Relaxed);
                     let done = traffic.check(&buf[..n], Instant::now(), measure, &mut latencies);
                     if measure {
@@ -494,6 +507,17 @@ async fn run_connection(o: Arc<Options>) -> Vec<u32> {
         }
         if MEASURING.load(Ordering::Relaxed) {
             BUSY_NS.fetch_add(woke.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        }
+        // After `FAIR_SHARE` bytes read the other connections get their
+        // turn, even if more is waiting: a connection whose echoes keep
+        // coming would otherwise be served until the runtime's budget runs
+        // out (128 reads, up to 32 MiB), and its round trips shrink while the
+        // others' grow (against the raw TCP echo, in 3 s: at 1 MiB x 100, 3
+        // echoes on one connection and 775 on another; at 16 KiB x 100, 1,868
+        // and 15,661).
+        if since_yield >= FAIR_SHARE {
+            since_yield = 0;
+            tokio::task::yield_now().await;
         }
     }
     latencies
@@ -596,11 +620,19 @@ async fn main() {
     };
     STOP.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();
+    // Echoes per connection in the window, fewest and most: far apart, the
+    // load generator served its connections unfairly.
+    let (mut fewest, mut most) = (usize::MAX, 0);
     for task in tasks {
-        // A connection blocked in a read ends with the process.
-        if let Ok(Ok(l)) = tokio::time::timeout(Duration::from_millis(200), task).await {
-            latencies.extend(l);
-        }
+        // A connection blocked in a read ends with the process (and counts
+        // as none).
+        let l = match tokio::time::timeout(Duration::from_millis(200), task).await {
+            Ok(Ok(l)) => l,
+            _ => Vec::new(),
+        };
+        fewest = fewest.min(l.len());
+        most = most.max(l.len());
+        latencies.extend(l);
     }
     latencies.sort_unstable();
     let pct = |p: f64| {
@@ -610,7 +642,7 @@ async fn main() {
             .unwrap_or(0)
     };
     println!(
-        "rate={:.0} p50_us={} p99_us={} max_us={} client_busy={busy:.2}{server_us}",
+        "rate={:.0} p50_us={} p99_us={} max_us={} client_busy={busy:.2} per_conn={fewest}/{most}{server_us}",
         done as f64 / elapsed,
         pct(0.50),
         pct(0.99),

@@ -130,8 +130,10 @@ for line in open(results):
     cell, server, *kv = line.split()
     if cell not in cells: cells.append(cell)
     f = dict(x.split("=") for x in kv if "=" in x)
+    fewest, most = (int(x) for x in f.get("per_conn", "0/0").split("/"))
     rows[cell][server].append((float(f["rate"]), int(f["p50_us"]), int(f["p99_us"]),
-                               float(f.get("server_us", 0)), float(f.get("client_busy", 0))))
+                               float(f.get("server_us", 0)), float(f.get("client_busy", 0)),
+                               fewest / most if most else 0))
 def med(xs, i): return statistics.median(x[i] for x in xs)
 def label(c):
     if c == "lat": return "ping-pong: 16 B x 1, 1 in flight"
@@ -166,6 +168,19 @@ for c in cells:
     ratio = f"{ours / best:.2f}" if best and ours else "-"
     raw = f"{ours / cpu['echo_raw_tcp']:.2f}" if ours and cpu.get("echo_raw_tcp") else "-"
     print(f"| {label(c)} | " + " | ".join(f"{cpu[s]:.2f}" if s in cpu else "-" for s in servers) + f" | {ratio} | {raw} |")
+many = [c for c in cells if c != "lat" and int(c.split(":")[1]) > 1]
+if many:
+    # The load generator serves its connections in turn; a server that does
+    # not can post more messages/s by serving a few connections while the
+    # others wait, which shows here and in its p99.
+    print("\nfairness: echoes on the least served connection / on the most served (median")
+    print("of repetitions; 1.00 is even); p99 round trip in ms")
+    print("| cell | " + " | ".join(names.get(s, s) for s in servers) + " |")
+    print("|---" * (len(servers) + 1) + "|")
+    for c in many:
+        r = rows[c]
+        print(f"| {label(c)} | " + " | ".join(
+            f"{med(r[s], 5):.2f}, {med(r[s], 2) / 1000:.0f} ms" if r[s] else "-" for s in servers) + " |")
 mem = [l.split() for l in open(memory) if l.strip()]
 if mem:
     print("\nmemory per idle connection (server RSS growth / connections), and RSS kept")
