@@ -329,7 +329,7 @@ async fn echo_and_close<T: AsyncRead + AsyncWrite + Unpin>(mut ws: wscodec::WebS
 fn proxy_error(result: Result<TcpStream, Error>) -> ProxyError {
     match result {
         Ok(_) => panic!("the proxy gave a tunnel"),
-        Err(Error::Proxy(e)) => e,
+        Err(Error::Proxy(e)) => *e,
         Err(e) => panic!("not a proxy error: {e}"),
     }
 }

@@ -266,8 +266,8 @@ impl Proxy {
     /// proxy that failed from a server that did.
     pub async fn open(&self, host: &str, port: u16, timeout: Duration) -> Result<TcpStream, Error> {
         match tokio::time::timeout(timeout, self.open_inner(host, port)).await {
-            Ok(result) => result.map_err(Error::Proxy),
-            Err(_) => Err(Error::Proxy(ProxyError::Timeout {
+            Ok(result) => result.map_err(Error::from),
+            Err(_) => Err(Error::from(ProxyError::Timeout {
                 proxy: self.to_string(),
                 after: timeout,
             })),

@@ -461,7 +461,7 @@ async fn http_reply_head_over_the_limit_fails() {
         panic!("not a proxy error");
     };
     assert!(
-        matches!(e, ProxyError::ReplyTooLarge { limit: 100, .. }),
+        matches!(*e, ProxyError::ReplyTooLarge { limit: 100, .. }),
         "{e}"
     );
 }
@@ -476,7 +476,7 @@ async fn a_silent_proxy_times_out_and_a_closing_one_is_an_io_error() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, Error::Proxy(ProxyError::Timeout { .. })),
+        matches!(&err, Error::Proxy(e) if matches!(**e, ProxyError::Timeout { .. })),
         "{err}"
     );
 
@@ -492,7 +492,10 @@ async fn a_silent_proxy_times_out_and_a_closing_one_is_an_io_error() {
     });
     let proxy = Proxy::new(ProxyKind::Http, "127.0.0.1", port);
     let err = proxy.open("h", 1, SECOND).await.unwrap_err();
-    let Error::Proxy(ProxyError::Io { error, .. }) = &err else {
+    let Error::Proxy(e) = &err else {
+        panic!("{err}");
+    };
+    let ProxyError::Io { error, .. } = &**e else {
         panic!("{err}");
     };
     assert_eq!(error.kind(), std::io::ErrorKind::UnexpectedEof, "{err}");
@@ -595,14 +598,14 @@ async fn oversized_credentials_and_bad_targets_fail_before_connecting() {
             Proxy::new(ProxyKind::Socks5, "127.0.0.1", port).with_credentials(user, password);
         let err = proxy.open("127.0.0.1", 1, SECOND).await.unwrap_err();
         assert!(
-            matches!(&err, Error::Proxy(ProxyError::CredentialTooLong { field: f, .. }) if *f == field),
+            matches!(&err, Error::Proxy(e) if matches!(**e, ProxyError::CredentialTooLong { field: f, .. } if f == field)),
             "{err}"
         );
     }
     let proxy = Proxy::new(ProxyKind::Http, "127.0.0.1", port).with_credentials("a:b", "c");
     let err = proxy.open("127.0.0.1", 1, SECOND).await.unwrap_err();
     assert!(
-        matches!(err, Error::Proxy(ProxyError::InvalidCredentials { .. })),
+        matches!(&err, Error::Proxy(e) if matches!(**e, ProxyError::InvalidCredentials { .. })),
         "{err}"
     );
     let proxy = Proxy::new(ProxyKind::Http, "127.0.0.1", port);
@@ -618,7 +621,7 @@ async fn oversized_credentials_and_bad_targets_fail_before_connecting() {
     ] {
         let err = proxy.open(bad, 1, SECOND).await.unwrap_err();
         assert!(
-            matches!(err, Error::Proxy(ProxyError::InvalidTarget { .. })),
+            matches!(&err, Error::Proxy(e) if matches!(**e, ProxyError::InvalidTarget { .. })),
             "{bad:?}: {err}"
         );
     }
