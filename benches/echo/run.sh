@@ -17,6 +17,8 @@
 #   CELLS="16:1 16:100" SERVERS="echo echo_tungstenite" benches/echo/run.sh
 #   IDLE=0 benches/echo/run.sh           # skip the memory measurement
 #   BURST=0 ...                           # idle memory only, no burst
+#   SERVERS="echo /tmp/echo_b" IDLE=0 REPS=10 CELLS=16:100 benches/echo/run.sh
+#                                         # A/B of two builds (a path runs as given)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -54,9 +56,11 @@ wait_port() {
     return 1
 }
 
-start_server() { # name -> sets PID PORT
+start_server() { # name, or a path to a binary -> sets PID PORT
     PORT=$(free_port)
-    taskset -c "$SERVER_CPU" "$BIN/$1" "127.0.0.1:$PORT" >/dev/null 2>&1 &
+    local bin=$BIN/$1
+    [[ $1 == */* ]] && bin=$1
+    taskset -c "$SERVER_CPU" "$bin" "127.0.0.1:$PORT" >/dev/null 2>&1 &
     PID=$!
     wait_port "$PORT"
 }
@@ -86,7 +90,7 @@ for rep in $(seq "$REPS"); do
                 --seconds "$SECONDS_PER_RUN" --server-pid "$PID" --clk-tck "$CLK_TCK" \
                 $text_flag $(raw_flag "$server") || echo "rate=0 p50_us=0 p99_us=0 max_us=0 FAILED")
             stop_server
-            echo "$cell $server $line" | tee -a "$results"
+            echo "$cell $server $line rep=$rep" | tee -a "$results"
         done
     done
 done
@@ -121,7 +125,7 @@ fi
 echo "load average $(cut -d' ' -f1-3 /proc/loadavg) at end"
 
 python3 - "$results" "$memory" "$SERVERS" <<'PY'
-import statistics, sys
+import math, statistics, sys
 from collections import defaultdict
 results, memory, servers = sys.argv[1], sys.argv[2], sys.argv[3].split()
 peers = [s for s in servers if s not in ("echo", "echo_raw_tcp")]
@@ -181,6 +185,33 @@ if many:
         r = rows[c]
         print(f"| {label(c)} | " + " | ".join(
             f"{med(r[s], 5):.2f}, {med(r[s], 2) / 1000:.0f} ms" if r[s] else "-" for s in servers) + " |")
+if len(servers) == 2:
+    # An A/B of two builds: this VM's speed drifts between runs by more than
+    # most changes move it, so pair the two within each repetition (their
+    # order alternates) and count how often B beat A; under "no difference"
+    # each pair is a coin toss (two-sided sign test).
+    a, b = servers
+    print(f"\nA/B per repetition: A = {a}, B = {b}; B better in k of n pairs, two-sided sign-test p")
+    print("| cell | B/A msg/s, median | B faster | p | B/A CPU per message, median | B cheaper | p |")
+    print("|---|---|---|---|---|---|---|")
+    def sign_p(k, n):
+        tail = sum(math.comb(n, i) for i in range(0, min(k, n - k) + 1)) / 2 ** n
+        return min(1.0, 2 * tail)
+    for c in cells:
+        runs = defaultdict(dict)
+        for line in open(results):
+            cell, server, *kv = line.split()
+            f = dict(x.split("=") for x in kv if "=" in x)
+            if cell == c and "rep" in f:
+                runs[f["rep"]][server] = (float(f["rate"]), float(f.get("server_us", 0)))
+        pairs = [(r[a], r[b]) for r in runs.values() if a in r and b in r and r[a][0] and r[b][0]]
+        if not pairs: continue
+        n = len(pairs)
+        faster = sum(pb[0] > pa[0] for pa, pb in pairs)
+        cheaper = sum(0 < pb[1] < pa[1] for pa, pb in pairs)
+        rate_ratio = statistics.median(pb[0] / pa[0] for pa, pb in pairs)
+        cpu_ratio = statistics.median(pb[1] / pa[1] for pa, pb in pairs if pa[1])
+        print(f"| {label(c)} | {rate_ratio:.3f} | {faster}/{n} | {sign_p(faster, n):.3f} | {cpu_ratio:.3f} | {cheaper}/{n} | {sign_p(cheaper, n):.3f} |")
 mem = [l.split() for l in open(memory) if l.strip()]
 if mem:
     print("\nmemory per idle connection (server RSS growth / connections), and RSS kept")
