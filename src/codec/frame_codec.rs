@@ -172,6 +172,7 @@ impl FrameCodec {
     /// for its rest, up to [`Limits::max_frame_reserve`]; never for a header
     /// that has not passed the size check. After an error, fails with
     /// it again.
+    #[inline]
     pub(crate) fn decode_observed<O: FrameObserver>(
         &mut self,
         src: &mut BytesMut,
