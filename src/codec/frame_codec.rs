@@ -213,6 +213,7 @@ impl FrameCodec {
     /// A frame: whole in `src` (unmasked in place and split off), still
     /// arriving and left in `src` untouched, or still arriving and taken out
     /// of it because the observer looks at it as it arrives.
+    #[inline]
     fn decode_frame<O: FrameObserver>(
         &mut self,
         src: &mut BytesMut,
