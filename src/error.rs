@@ -40,7 +40,7 @@ pub enum Error {
     /// A proxy did not give us a tunnel to the server. Boxed: the proxy's
     /// error names the proxy and the target, and unboxed it would make every
     /// `Result` on the hot path (each decoded frame and message) 80 bytes
-    /// instead of 40.
+    /// instead of 48.
     Proxy(Box<crate::proxy::ProxyError>),
     /// A WebSocket over HTTP/2 could not be opened for a reason HTTP/1.1 has
     /// no word for: the server did not allow extended CONNECT, or HTTP/2
