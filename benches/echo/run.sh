@@ -130,10 +130,13 @@ from collections import defaultdict
 results, memory, servers = sys.argv[1], sys.argv[2], sys.argv[3].split()
 peers = [s for s in servers if s not in ("echo", "echo_raw_tcp")]
 cells, rows = [], defaultdict(lambda: defaultdict(list))
+# (rate, CPU per message) by cell, repetition and server, for the A/B pairs.
+by_rep = defaultdict(lambda: defaultdict(dict))
 for line in open(results):
     cell, server, *kv = line.split()
     if cell not in cells: cells.append(cell)
     f = dict(x.split("=") for x in kv if "=" in x)
+    by_rep[cell][f.get("rep")][server] = (float(f["rate"]), float(f.get("server_us", 0)))
     fewest, most = (int(x) for x in f.get("per_conn", "0/0").split("/"))
     rows[cell][server].append((float(f["rate"]), int(f["p50_us"]), int(f["p99_us"]),
                                float(f.get("server_us", 0)), float(f.get("client_busy", 0)),
@@ -198,20 +201,15 @@ if len(servers) == 2:
         tail = sum(math.comb(n, i) for i in range(0, min(k, n - k) + 1)) / 2 ** n
         return min(1.0, 2 * tail)
     for c in cells:
-        runs = defaultdict(dict)
-        for line in open(results):
-            cell, server, *kv = line.split()
-            f = dict(x.split("=") for x in kv if "=" in x)
-            if cell == c and "rep" in f:
-                runs[f["rep"]][server] = (float(f["rate"]), float(f.get("server_us", 0)))
-        pairs = [(r[a], r[b]) for r in runs.values() if a in r and b in r and r[a][0] and r[b][0]]
+        pairs = [(r[a], r[b]) for r in by_rep[c].values() if a in r and b in r and r[a][0] and r[b][0]]
         if not pairs: continue
         n = len(pairs)
         faster = sum(pb[0] > pa[0] for pa, pb in pairs)
         cheaper = sum(0 < pb[1] < pa[1] for pa, pb in pairs)
         rate_ratio = statistics.median(pb[0] / pa[0] for pa, pb in pairs)
-        cpu_ratio = statistics.median(pb[1] / pa[1] for pa, pb in pairs if pa[1])
-        print(f"| {label(c)} | {rate_ratio:.3f} | {faster}/{n} | {sign_p(faster, n):.3f} | {cpu_ratio:.3f} | {cheaper}/{n} | {sign_p(cheaper, n):.3f} |")
+        cpu = [pb[1] / pa[1] for pa, pb in pairs if pa[1]]
+        cpu_ratio = f"{statistics.median(cpu):.3f}" if cpu else "-"
+        print(f"| {label(c)} | {rate_ratio:.3f} | {faster}/{n} | {sign_p(faster, n):.3f} | {cpu_ratio} | {cheaper}/{n} | {sign_p(cheaper, n):.3f} |")
 mem = [l.split() for l in open(memory) if l.strip()]
 if mem:
     print("\nmemory per idle connection (server RSS growth / connections), and RSS kept")
