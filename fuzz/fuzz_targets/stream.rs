@@ -141,6 +141,13 @@ fn large_len(len: u8) -> usize {
     (64 << 10) + usize::from(len) * 16
 }
 
+/// Whether a message asked to be large is, while `left` allows one more.
+fn take_large(left: &mut usize, wanted: bool) -> bool {
+    let large = wanted && *left > 0;
+    *left -= usize::from(large);
+    large
+}
+
 fn numbered(prefix: char, n: usize, len: usize, text: bool) -> Message {
     let s = content(prefix, n, len);
     if text {
@@ -611,8 +618,7 @@ impl Harness {
     }
 
     fn send(&mut self, len: u8, large: bool, text: bool, polls: u8, feed: bool) {
-        let large = large && self.large_budget.1 > 0;
-        self.large_budget.1 -= usize::from(large);
+        let large = take_large(&mut self.large_budget.1, large);
         let len = if large {
             large_len(len)
         } else {
@@ -739,8 +745,7 @@ fn run(input: Input, rt: &tokio::runtime::Runtime) {
             } if !h.peer_done => {
                 let n = h.peer_msgs;
                 h.peer_msgs += 1;
-                let large = large && h.large_budget.0 > 0;
-                h.large_budget.0 -= usize::from(large);
+                let large = take_large(&mut h.large_budget.0, large);
                 let (len, pieces) = if large {
                     let pieces = usize::from(fragments % 2) + 1;
                     (large_len(len) * pieces, pieces)
