@@ -167,10 +167,9 @@ impl Assembler {
                 }
                 self.finish(frame.opcode, Bytes::from(out)).map(Some)
             }
-            OpCode::Text | OpCode::Binary if frame.fin => {
-                self.finish(frame.opcode, frame.payload).map(Some)
-            }
+            // The first fragment: `assemble` took the final uncompressed ones.
             OpCode::Text | OpCode::Binary => {
+                debug_assert!(!frame.fin);
                 self.partial = Some(PartialMessage {
                     opcode: frame.opcode,
                     data: BytesMut::from(&frame.payload[..]),
