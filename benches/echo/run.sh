@@ -19,6 +19,7 @@
 #   BURST=0 ...                           # idle memory only, no burst
 #   SERVERS="echo /tmp/echo_b" IDLE=0 REPS=10 CELLS=16:100 benches/echo/run.sh
 #                                         # A/B of two builds (a path runs as given)
+#   LOAD_FLAGS=--verify-all ...           # check every byte of large echoes too
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -88,7 +89,7 @@ for rep in $(seq "$REPS"); do
             line=$(taskset -c "$LOAD_CPU" timeout 120 "$BIN/echo_load" "127.0.0.1:$PORT" \
                 --size "$size" --conns "$conns" --inflight "$inflight" \
                 --seconds "$SECONDS_PER_RUN" --server-pid "$PID" --clk-tck "$CLK_TCK" \
-                $text_flag $(raw_flag "$server") || echo "rate=0 p50_us=0 p99_us=0 max_us=0 FAILED")
+                $text_flag $(raw_flag "$server") ${LOAD_FLAGS:-} || echo "rate=0 p50_us=0 p99_us=0 max_us=0 FAILED")
             stop_server
             echo "$cell $server $line rep=$rep" | tee -a "$results"
         done
