@@ -672,6 +672,53 @@ async fn killed_redis_connections_keep_exactly_once_through_the_stream() {
     b.shut_down().await;
 }
 
+/// Regression: a catch-up after a lost subscription once put the whole gap
+/// into the members' queues at once, so a gap longer than `--queue` dropped
+/// every member of the room as too slow, readers included (a CI flake of the
+/// test above, whose gap is up to one 250 ms tick of lines).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catch_up_longer_than_the_members_queues_drops_no_member_that_reads() {
+    let Some(redis) = Redis::start(true).await else {
+        return;
+    };
+    const QUEUE: usize = 16;
+    let a = Node::start(&redis, "a", |o| o.queue_capacity = QUEUE).await;
+    let b = Node::start(&redis, "b", |o| o.queue_capacity = QUEUE).await;
+    let (sender, _) = a.join("q", "s").await;
+    let (local, _) = a.join("q", "local").await;
+    let (remote, _) = b.join("q", "remote").await;
+    let (sink, sender_stream) = sender.split();
+    let own = start_view(sender_stream);
+    let readers = vec![start_view(local.split().1), start_view(remote.split().1)];
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sending = send_numbered(sink, "s", Duration::from_millis(1), stop.clone());
+    sleep(Duration::from_millis(200)).await;
+    // Kill the subscriptions until the stream has filled gaps longer than a
+    // queue (a kill just before a tick leaves a short one).
+    let filled = || {
+        a.stats.from_history.load(Ordering::Relaxed) + b.stats.from_history.load(Ordering::Relaxed)
+    };
+    for _ in 0..10 {
+        if filled() > 4 * QUEUE as u64 {
+            break;
+        }
+        let reply = redis
+            .command(&["CLIENT", "KILL", "TYPE", "pubsub"])
+            .await
+            .unwrap();
+        assert!(reply.starts_with(':'), "{reply}");
+        sleep(Duration::from_millis(400)).await;
+    }
+    assert!(filled() > 4 * QUEUE as u64, "gaps too short: {}", filled());
+    let (own, views, last) = finish(&stop, sending, own, readers, false).await;
+    for (who, seen) in ["local", "remote"].into_iter().zip(&views) {
+        assert_exactly_once(who, seen, &own.refused, last);
+    }
+    assert_exactly_once("sender", &own, &own.refused, last);
+    a.shut_down().await;
+    b.shut_down().await;
+}
+
 /// SIGKILLs Redis while `a`'s member sends, restarts it after `down`, and
 /// returns what the sender and the two readers saw, and the sender's last
 /// delivered line.

@@ -8,7 +8,10 @@
 //! comes back from Redis, its own changes included. So every member of a room,
 //! on any node, sees the same sequence. It never touches a socket: like the
 //! [`Hub`](super::hub::Hub) it fills the members' bounded queues with
-//! `try_send` and cancels the tokens of the slow.
+//! `try_send` and cancels the tokens of the slow. Only a replay from a room's
+//! stream (a gap, or the catch-up after a lost subscription) waits for room
+//! in them, for up to [`CATCH_UP_GRACE`]: a backlog can be longer than a
+//! queue without its members being slow.
 //!
 //! Three tasks per node:
 //! - the **publisher** runs the outbox, one call at a time and in order, and
@@ -81,6 +84,13 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the dispatcher looks at its probe and reconnects a lost
 /// subscription.
 const TICK: Duration = Duration::from_millis(250);
+/// How long a replay from a room's stream (a gap, a catch-up after a lost
+/// subscription) waits for members' queues to make room before it drops the
+/// ones still full as too slow. A replay can be longer than a queue, and a
+/// member that reads is not slow for having been sent a backlog at once.
+/// Kept well under the probe timeout: the dispatcher answers nothing else
+/// while it waits.
+const CATCH_UP_GRACE: Duration = Duration::from_secs(1);
 
 const LUA: &str = include_str!("cluster.lua");
 
@@ -1037,7 +1047,7 @@ impl Dispatcher {
             )
             .await;
             if let Ok(Ok((range,))) = reply {
-                self.deliver_range(room_name, range, &current_epoch);
+                self.deliver_range(room_name, range, &current_epoch).await;
             }
             return;
         }
@@ -1046,10 +1056,13 @@ impl Dispatcher {
             self.resync(room_name, last + 1, epoch);
             return;
         }
-        self.deliver_range(room_name, range, &epoch);
+        self.deliver_range(room_name, range, &epoch).await;
     }
 
-    fn deliver_range(&mut self, room_name: &str, range: StreamRangeReply, epoch: &str) {
+    /// Delivers a range read from the room's stream, pacing it to the
+    /// members' queues for up to [`CATCH_UP_GRACE`] in all.
+    async fn deliver_range(&mut self, room_name: &str, range: StreamRangeReply, epoch: &str) {
+        let deadline = Instant::now() + CATCH_UP_GRACE;
         for entry in range.ids {
             let Some(Value::BulkString(payload)) = entry.map.get("m") else {
                 continue;
@@ -1068,10 +1081,31 @@ impl Dispatcher {
             }
             if envelope.seq > *next {
                 // Trimmed past what we needed.
+                self.make_room(room_name, deadline).await;
                 self.resync(room_name, envelope.seq, envelope.epoch.clone());
             }
             self.stats.from_history.fetch_add(1, Ordering::Relaxed);
+            self.make_room(room_name, deadline).await;
             self.deliver(room_name, envelope);
+        }
+    }
+
+    /// Waits, until `deadline` at the latest, for every member of the room
+    /// whose queue is full to take a message; [`offer`](Self::offer) drops
+    /// whoever is still full after it.
+    async fn make_room(&self, room_name: &str, deadline: Instant) {
+        let Some(room) = self.rooms.get(room_name) else {
+            return;
+        };
+        let full: Vec<mpsc::Sender<PreparedMessage>> = room
+            .members
+            .values()
+            .filter(|member| member.queue.capacity() == 0)
+            .map(|member| member.queue.clone())
+            .collect();
+        for queue in full {
+            // The permit is dropped at once: it only says there is room.
+            let _ = tokio::time::timeout_at(deadline, queue.reserve()).await;
         }
     }
 

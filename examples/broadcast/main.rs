@@ -117,7 +117,11 @@
 //!   on its socket, never on the broadcaster. What can wait for one member is
 //!   bounded: its queue, its WebSocket write buffer (128 KiB) and a fixed
 //!   kernel send buffer ([`listen`]), so one that stops reading is found out
-//!   after at most that much, not after megabytes of kernel autotuning.
+//!   after at most that much, not after megabytes of kernel autotuning. The
+//!   one exception is a cluster node's replay from Redis after it lost its
+//!   subscription: that backlog arrives at once and can exceed `--queue`, so
+//!   the replay waits up to a second in all for full queues to drain before
+//!   it drops those still full ([`cluster`]).
 //! - One lock over all rooms, held for a `try_send` per member (tens of
 //!   nanoseconds each) and never across an `.await`: every member of a room
 //!   sees the room's messages in the same order, so each sender's messages
